@@ -1,0 +1,91 @@
+"""Build mindspore.dataset pipelines from the config: seeded per-epoch order, rank sharding."""
+from typing import Optional
+
+import numpy as np
+import mindspore.dataset as ds
+
+from .datasets import create_source
+from .transforms import MixupCutmix, create_transforms
+
+
+class EpochSampler:
+    """Random-access source wrapper: a seeded permutation per epoch, sharded across ranks.
+
+    Each rank sees ``ceil(N / world)`` samples (the permutation wraps round), so every rank runs
+    the same number of steps.
+    """
+
+    def __init__(self, source, shuffle: bool, seed: int, rank: int = 0, world: int = 1,
+                 max_samples: Optional[int] = None):
+        self.source, self.shuffle, self.seed, self.rank, self.world = source, shuffle, seed, rank, world
+        self.n_total = len(source) if max_samples is None else min(len(source), max_samples)
+        self.per_rank = -(-self.n_total // world)
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        order = np.arange(self.n_total)
+        if self.shuffle:
+            order = np.random.default_rng(self.seed * 1000 + epoch).permutation(self.n_total)
+        order = np.resize(order, self.per_rank * self.world)
+        self.indices = order[self.rank::self.world]
+
+    def __len__(self):
+        return self.per_rank
+
+    def __getitem__(self, i):
+        image, label = self.source[int(self.indices[i])]
+        return image, np.int32(label)
+
+
+class Loader:
+    """One split of a dataset. ``epoch(e)`` returns a fresh iterator of (images, labels) Tensors."""
+
+    def __init__(self, data_cfg, split: str, seed: int, rank: int = 0, world: int = 1,
+                 label_smoothing: float = 0.0, drop_remainder: Optional[bool] = None):
+        self.cfg, self.split, self.seed = data_cfg, split, seed
+        self.is_training = split == "train"
+        self.source = create_source(data_cfg.dataset, data_cfg.root, split, data_cfg.val_split, seed)
+        self.num_classes = self.source.num_classes
+        self.sampler = EpochSampler(self.source, shuffle=self.is_training, seed=seed, rank=rank, world=world,
+                                    max_samples=data_cfg.max_samples)
+        self.drop_remainder = self.is_training if drop_remainder is None else drop_remainder
+        self.batch_size = data_cfg.batch_size
+        if self.drop_remainder and len(self.sampler) < self.batch_size:
+            raise ValueError(f"data.batch_size {self.batch_size} is larger than the {len(self.sampler)} "
+                             f"{split} samples per rank")
+        self.mixer = None
+        if self.is_training and (data_cfg.mixup > 0 or data_cfg.cutmix > 0):
+            self.mixer = MixupCutmix(self.num_classes, data_cfg.mixup, data_cfg.cutmix, label_smoothing, seed)
+        self.transforms = create_transforms(
+            data_cfg.image_size, self.is_training, data_cfg.mean, data_cfg.std, scale=data_cfg.scale,
+            hflip=data_cfg.hflip, auto_augment=data_cfg.auto_augment, re_prob=data_cfg.re_prob,
+            interpolation=data_cfg.interpolation, crop_pct=data_cfg.crop_pct)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_remainder else -(-n // self.batch_size)
+
+    @property
+    def soft_targets(self) -> bool:
+        return self.mixer is not None
+
+    def dataset(self, epoch: int = 0):
+        """The mindspore.dataset pipeline for ``epoch`` (order and augmentation seeded by it)."""
+        ds.config.set_seed(self.seed * 1000 + epoch)
+        self.sampler.set_epoch(epoch)
+        workers = max(1, self.cfg.num_workers)
+        data = ds.GeneratorDataset(self.sampler, column_names=["image", "label"], shuffle=False,
+                                   num_parallel_workers=1)
+        data = data.map(self.transforms, input_columns="image", num_parallel_workers=workers)
+        if self.mixer is not None:
+            self.mixer.reseed(self.seed * 1000 + epoch)
+            data = data.batch(self.batch_size, drop_remainder=True,
+                              per_batch_map=lambda x, y, _info: self.mixer(np.stack(x), np.stack(y)),
+                              input_columns=["image", "label"])
+        else:
+            data = data.batch(self.batch_size, drop_remainder=self.drop_remainder)
+        return data
+
+    def epoch(self, epoch: int = 0):
+        return self.dataset(epoch).create_tuple_iterator(num_epochs=1, output_numpy=False)

@@ -1,0 +1,93 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mindcv_ext.engine.checkpoint import CheckpointError, load_weights, read_checkpoint
+from mindcv_ext.engine.scheduler import lr_per_step
+from mindcv_ext.engine.trainer import Trainer, TrainingDiverged, build_model
+
+
+def weights(net):
+    return {p.name: p.asnumpy().copy() for p in net.get_parameters()}
+
+
+def test_loss_falls(tiny_cfg):
+    cfg = tiny_cfg("train.epochs=4", "data.max_samples=64", "optim.lr=0.1", "train.val_interval=4")
+    trainer = Trainer(cfg)
+    trainer.fit()
+    losses = [r["train_loss"] for r in trainer.history]
+    assert losses[-1] < 0.8 * losses[0], losses
+    out = cfg.train.output_dir
+    for name in ("last.ckpt", "best.ckpt", "metrics.csv", "log.json", "curves.png", "config.yaml"):
+        assert os.path.isfile(os.path.join(out, name)), name
+    with open(os.path.join(out, "log.json")) as fh:
+        assert [r["epoch"] for r in json.load(fh)] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("extra", [(), ("train.ema=true", "optim.name=adamw", "optim.lr=0.002")])
+def test_resume_matches_uninterrupted(tiny_cfg, tmp_path, extra):
+    full = Trainer(tiny_cfg("train.epochs=2", f"train.output_dir={tmp_path / 'full'}", *extra))
+    full.fit()
+    first = Trainer(tiny_cfg("train.epochs=2", f"train.output_dir={tmp_path / 'part'}", *extra))
+    first.cfg.train.epochs = 1  # stop after one epoch, as an interrupted run would
+    first.fit()
+    resumed = Trainer(tiny_cfg("train.epochs=2", f"train.output_dir={tmp_path / 'part'}", *extra))
+    resumed.resume("auto")
+    assert resumed.start_epoch == 1
+    resumed.fit()
+    a, b = weights(full.net), weights(resumed.net)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert [r["epoch"] for r in resumed.history] == [0, 1]
+
+
+def test_corrupt_checkpoint_is_refused(tiny_cfg, tmp_path):
+    cfg = tiny_cfg("train.epochs=1", "train.max_steps_per_epoch=1")
+    trainer = Trainer(cfg)
+    trainer.fit()
+    good = trainer.last_ckpt
+    data = open(good, "rb").read()
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(data[: len(data) // 2] + b"\x00" * 64 + data[len(data) // 2 + 64:])
+    with pytest.raises(CheckpointError, match="corrupt or not a MindSpore checkpoint"):
+        read_checkpoint(str(bad))
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="is empty"):
+        read_checkpoint(str(tmp_path / "empty.ckpt"))
+    other = build_model(tiny_cfg("model.num_classes=5"))
+    with pytest.raises(CheckpointError, match="does not fit the model.*shape mismatch.*fc.weight"):
+        load_weights(other, good)
+
+
+def test_nan_loss_stops_and_keeps_last_good(tiny_cfg):
+    # epoch 1 trains normally; from epoch 2 the step schedule multiplies the lr by 1e30
+    cfg = tiny_cfg("train.epochs=3", "sched.name=step", "sched.decay_epochs=1", "sched.decay_rate=1.0e30",
+                   "optim.lr=0.05", "sched.min_lr=0.0", "optim.weight_decay=0.0")
+    trainer = Trainer(cfg)
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf).*last good checkpoint is .*last\.ckpt"):
+        trainer.fit()
+    params = read_checkpoint(trainer.last_ckpt)
+    assert int(params["meta.epoch"].asnumpy()) == 0
+    assert all(np.isfinite(p.asnumpy()).all() for p in params.values())
+
+
+def test_schedules():
+    cos = lr_per_step("cosine", 1.0, 2, 5, warmup_epochs=1, warmup_lr_init=0.0, min_lr=0.0)
+    assert cos[0] == 0.0 and cos[4] == pytest.approx(0.8) and cos[5] == pytest.approx(1.0)
+    assert cos[-1] == pytest.approx(0.5 * (1 + np.cos(np.pi * 4 / 5)))
+    step = lr_per_step("step", 1.0, 4, 2, decay_epochs=2, decay_rate=0.1, min_lr=0.0)
+    assert step == pytest.approx([1, 1, 1, 1, 0.1, 0.1, 0.1, 0.1])
+    with pytest.raises(ValueError, match="unknown sched.name"):
+        lr_per_step("linear", 1.0, 1, 1)
+
+
+def test_no_weight_decay_groups(tiny_cfg):
+    trainer = Trainer(tiny_cfg("train.epochs=1"))
+    groups = trainer.optimizer.group_params if hasattr(trainer.optimizer, "group_params") else None
+    from mindcv_ext.engine.optim import no_weight_decay
+    names = {p.name for p in trainer.net.trainable_params() if no_weight_decay(p)}
+    assert "fc.bias" in names and "bn1.gamma" in names and "conv1.weight" not in names
+    assert groups is None or len(groups) == 2
