@@ -89,7 +89,8 @@ SCHEMA: Dict[str, Dict[str, tuple]] = {
         "file_name": ((str, NoneType), None),
     },
     "dist": {
-        "enabled": ((bool, NoneType), None),
+        "enabled": ((bool, NoneType), None),   # null: on when launched with several workers (msrun)
+        "save_rank_weights": ((bool,), False),  # every rank writes rank_<r>.ckpt at the end (sync checks)
     },
 }
 TOP_LEVEL = {"task": ((str,), "classification")}
@@ -143,6 +144,16 @@ def _type_ok(value: Any, types: tuple) -> bool:
     return isinstance(value, types)
 
 
+def _yaml_float(value: Any, types: tuple) -> Any:
+    """PyYAML reads '1e-4' (no dot, no sign on the exponent) as a string; accept it as a float."""
+    if float in types and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _type_names(types: tuple) -> str:
     return " or ".join("null" if t is NoneType else t.__name__ for t in types)
 
@@ -171,7 +182,7 @@ def validate(raw: dict, source: str = "config") -> Config:
             if key not in keys:
                 raise ConfigError(f"{source}: unknown key '{section}.{key}'{_suggest(key, keys)}")
         for key, (types, default) in keys.items():
-            value = given.get(key, copy.deepcopy(default))
+            value = _yaml_float(given.get(key, copy.deepcopy(default)), types)
             if not _type_ok(value, types):
                 raise ConfigError(f"{source}: '{section}.{key}' must be {_type_names(types)}, "
                                   f"got {type(value).__name__} {value!r}")

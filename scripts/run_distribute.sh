@@ -9,4 +9,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
 LOG_DIR="${LOG_DIR:-runs/msrun_logs}"
 PORT="${MASTER_PORT:-$((8118 + RANDOM % 1000))}"
 msrun --worker_num="$WORKERS" --local_worker_num="$WORKERS" --master_port="$PORT" --log_dir="$LOG_DIR" \
-  --join=True -m mindcv_ext train -c "$CONFIG" "$@"
+  --join=True "$(command -v mindcv-ext)" train -c "$CONFIG" "$@"

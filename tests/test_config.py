@@ -53,3 +53,8 @@ def test_every_shipped_config_validates():
     assert paths
     for path in paths:
         load_config(path)
+
+
+def test_exponent_without_dot_reads_as_float(tmp_path):
+    cfg = load_config(write(tmp_path, "optim: {lr: 1e-3, weight_decay: 5e-5}\n"), ["sched.min_lr=1e-6"])
+    assert cfg.optim.lr == 1e-3 and cfg.optim.weight_decay == 5e-5 and cfg.sched.min_lr == 1e-6

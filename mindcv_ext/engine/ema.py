@@ -33,11 +33,12 @@ class ModelEMA:
             key = s.name[len("ema."):]
             if key not in params:
                 raise KeyError(f"EMA state lacks '{key}'")
-            s.set_data(params[key].data.copy() if hasattr(params[key], "data") else params[key])
+            ops.assign(s, ms.Tensor(params[key].asnumpy()))
 
     def swap(self) -> None:
         """Exchange live and averaged weights (call twice to restore)."""
+        # in-place copies: compiled steps keep pointing at the same parameter storage
         for s, p in zip(self.shadow, self.params):
-            live = p.data.copy()
-            p.set_data(s.data.copy())
-            s.set_data(live)
+            live = ms.Tensor(p.asnumpy())
+            ops.assign(p, s)
+            ops.assign(s, live)

@@ -37,7 +37,8 @@ def plot_curves(history: List[Dict], path: str) -> None:
     ax_acc.set_xlabel("epoch")
     ax_acc.set_title("accuracy")
     ax_acc.set_ylim(0, 1)
-    ax_acc.legend()
+    if val:
+        ax_acc.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

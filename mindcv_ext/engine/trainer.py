@@ -209,6 +209,8 @@ class Trainer:
             self._end_epoch(epoch, record, last)
             for cb in self.callbacks:
                 cb(self, epoch, record)
+        if self.world > 1 and cfg.dist.save_rank_weights:
+            save_weights(self.net, os.path.join(self.out_dir, f"rank_{self.rank}.ckpt"))
         return record
 
     def _end_epoch(self, epoch: int, record: Dict, last: bool) -> None:
