@@ -213,7 +213,17 @@ class Trainer:
             save_weights(self.net, os.path.join(self.out_dir, f"rank_{self.rank}.ckpt"))
         return record
 
+    def _check_finite(self, epoch: int) -> None:
+        """A loss can stay finite while weights or BN statistics overflow; never save those."""
+        bad = [p.name for p in self.net.get_parameters() if not np.isfinite(p.asnumpy()).all()]
+        if bad:
+            raise TrainingDiverged(
+                f"loss became non-finite in the weights at epoch {epoch + 1} ({len(bad)} tensors, e.g. {bad[0]}); "
+                f"stopping. The last good checkpoint is "
+                f"{self.last_ckpt if os.path.isfile(self.last_ckpt) else '(none yet)'}")
+
     def _end_epoch(self, epoch: int, record: Dict, last: bool) -> None:
+        self._check_finite(epoch)
         msg = f"epoch {epoch + 1}/{self.cfg.train.epochs} loss {record['train_loss']:.4f} " \
               f"{record['images_per_s']:.1f} img/s"
         if "val_top1" in record:

@@ -68,13 +68,14 @@ def test_nan_loss_stops_and_keeps_last_good(tiny_cfg):
     cfg = tiny_cfg("train.epochs=3", "sched.name=step", "sched.decay_epochs=1", "sched.decay_rate=1.0e30",
                    "optim.lr=0.05", "sched.min_lr=0.0", "optim.weight_decay=0.0")
     trainer = Trainer(cfg)
-    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf).*last good checkpoint is .*last\.ckpt") as err:
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf|non-finite).*last good checkpoint is .*last\.ckpt") as err:
         trainer.fit()
     failed_epoch = int(re.search(r"at epoch (\d+)", str(err.value)).group(1))  # 1-based
     assert failed_epoch >= 2
     params = read_checkpoint(trainer.last_ckpt)
     assert int(params["meta.epoch"].asnumpy()) == failed_epoch - 2  # the epoch before, 0-based
-    assert all(np.isfinite(p.asnumpy()).all() for p in params.values())
+    weights = {n: p for n, p in params.items() if not n.startswith(("optim.", "meta."))}  # lr schedule holds inf
+    assert weights and all(np.isfinite(p.asnumpy()).all() for p in weights.values())
 
 
 def test_schedules():
