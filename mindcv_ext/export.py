@@ -1,23 +1,10 @@
 """Export to MindIR/ONNX, then reload the file and check it reproduces the Cell before reporting."""
-import contextlib
 import os
 from typing import Dict, Sequence
 
 import numpy as np
 import mindspore as ms
 from mindspore import nn
-
-
-@contextlib.contextmanager
-def composite_kernels():
-    """Use the composite twins of the custom operators while tracing for export."""
-    import ascend_kernels
-    previous = ascend_kernels.get_backend()
-    ascend_kernels.set_backend("composite")
-    try:
-        yield
-    finally:
-        ascend_kernels.set_backend(previous)
 
 
 class ExportMismatch(RuntimeError):
@@ -49,7 +36,8 @@ def export_and_verify(net: nn.Cell, input_shape: Sequence[int], file_base: str, 
         raise ValueError(f"export.input_shape must be (N, C, H, W), got {list(input_shape)}")
     net.set_train(False)
     x = np.random.default_rng(seed).standard_normal(tuple(input_shape)).astype(np.float32)
-    with composite_kernels():
+    import ascend_kernels
+    with ascend_kernels.exporting():
         expected = net(ms.Tensor(x)).asnumpy()
         os.makedirs(os.path.dirname(os.path.abspath(file_base)) or ".", exist_ok=True)
         ms.export(net, ms.Tensor(x), file_name=file_base, file_format=file_format)

@@ -38,8 +38,8 @@ def build_model(cfg: Config, num_classes: Optional[int] = None) -> nn.Cell:
         kwargs["drop_rate"] = cfg.model.drop_rate
     if cfg.model.drop_path_rate:
         kwargs["drop_path_rate"] = cfg.model.drop_path_rate
-    if cfg.model.kernels != "auto":
-        kwargs["kernels"] = cfg.model.kernels
+    import ascend_kernels
+    ascend_kernels.set_backend(cfg.model.kernels)  # custom kernels or their composite twins
     return create_model(cfg.model.name, num_classes=num_classes or cfg.model.num_classes,
                         in_channels=cfg.model.in_channels, pretrained_ckpt=cfg.model.pretrained_ckpt, **kwargs)
 

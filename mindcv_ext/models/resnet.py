@@ -13,6 +13,9 @@ from mindspore.common.initializer import HeNormal
 
 from .registry import register_model
 
+DEFAULT_INPUT = {"resnet20": 32, "resnet32": 32, "resnet56": 32}
+STATUS = "float baseline, tested"
+
 
 def conv2d(in_ch, out_ch, kernel_size, stride=1, padding=0):
     return nn.Conv2d(in_ch, out_ch, kernel_size, stride=stride, pad_mode="pad", padding=padding, has_bias=False,
