@@ -20,8 +20,8 @@ SCHEMA: Dict[str, Dict[str, tuple]] = {
         "name": ((str, NoneType), None),
         "num_classes": ((int,), 1000),
         "in_channels": ((int,), 3),
-        "drop_rate": ((float,), 0.0),
-        "drop_path_rate": ((float,), 0.0),
+        "drop_rate": ((float, NoneType), None),       # null: the model's own default
+        "drop_path_rate": ((float, NoneType), None),
         "kernels": ((str,), "auto"),
         "pretrained_ckpt": ((str, NoneType), None),
         "kwargs": ((dict,), {}),

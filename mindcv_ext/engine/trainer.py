@@ -34,10 +34,9 @@ def build_model(cfg: Config, num_classes: Optional[int] = None) -> nn.Cell:
     if not cfg.model.name:
         raise ConfigError("the config has no 'model.name'")
     kwargs = dict(cfg.model.kwargs)
-    if cfg.model.drop_rate:
-        kwargs["drop_rate"] = cfg.model.drop_rate
-    if cfg.model.drop_path_rate:
-        kwargs["drop_path_rate"] = cfg.model.drop_path_rate
+    for key in ("drop_rate", "drop_path_rate"):
+        if cfg.model[key] is not None:
+            kwargs[key] = cfg.model[key]
     import ascend_kernels
     ascend_kernels.set_backend(cfg.model.kernels)  # custom kernels or their composite twins
     return create_model(cfg.model.name, num_classes=num_classes or cfg.model.num_classes,
