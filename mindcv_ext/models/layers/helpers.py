@@ -1,0 +1,19 @@
+"""Small helpers shared by the model families."""
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int = None, round_limit: float = 0.9) -> int:
+    """Round ``value`` to the nearest multiple of ``divisor``.
+
+    The result is at least ``min_value`` (``divisor`` when not given) and, when rounding down
+    would lose more than ``1 - round_limit`` of ``value``, one ``divisor`` is added back. This is
+    the channel-rounding rule of the MobileNet/GhostNet family.
+    """
+    if divisor <= 0:
+        raise ValueError(f"make_divisible: divisor must be a positive integer, got {divisor}")
+    if value <= 0:
+        raise ValueError(f"make_divisible: value must be positive, got {value}")
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < round_limit * value:
+        rounded += divisor
+    return int(rounded)
