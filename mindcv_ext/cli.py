@@ -1,4 +1,4 @@
-"""``mindcv-ext`` / ``python -m mindcv_ext``: train, eval, export, infer, convert, summary, list, bench."""
+"""``mindcv-ext`` / ``python -m mindcv_ext``: train, eval, export, infer, convert, summary, list, quantize, bench."""
 import argparse
 import importlib
 import json
@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered models")
     p.add_argument("pattern", nargs="?", default="*")
+
+    p = sub.add_parser("quantize", help="AdderNet post-training quantization: shared vs redistribute")
+    _config_args(p)
+    p.add_argument("--ckpt", required=True)
+    p.add_argument("--bits", type=int, nargs="+", default=[8, 6, 5, 4], choices=[8, 6, 5, 4])
+    p.add_argument("--method", nargs="+", default=["shared", "redistribute"], choices=["shared", "redistribute"])
+    p.add_argument("--out", default=None, help="report folder (default <train.output_dir>/quant)")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON line last")
 
     p = sub.add_parser("bench", help="custom operator benchmark (python -m ascend_kernels.bench)")
     p.add_argument("--json", action="store_true")
@@ -168,13 +176,18 @@ def cmd_list(args):
     print("\n".join(list_models(args.pattern)))
 
 
+def cmd_quantize(args):
+    from .quant.adder_ptq import run_quantize
+    return run_quantize(_load_cfg(args), args.ckpt, args.bits, args.method, as_json=args.json, out_dir=args.out)
+
+
 def cmd_bench(args):
     from ascend_kernels import bench
     bench.main(["--json"] if args.json else [])
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "infer": cmd_infer, "convert": cmd_convert,
-            "summary": cmd_summary, "list": cmd_list, "bench": cmd_bench}
+            "summary": cmd_summary, "list": cmd_list, "quantize": cmd_quantize, "bench": cmd_bench}
 
 
 def main(argv=None):
