@@ -38,7 +38,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 import mindspore as ms
-from mindspore import Tensor, nn, ops
+from mindspore import Tensor, ops
 from mindspore.ops import kernel
 
 from . import registry
@@ -221,12 +221,25 @@ def resolve_backend(backend: Optional[str] = None, group: int = KERNEL_GROUP) ->
 # The two implementations on any tensor, recurrence along ``axis``
 # --------------------------------------------------------------------------------------------
 def lif_custom(x: Tensor, tau: Tensor, vth: Tensor, axis: int, group: int = 4) -> Tensor:
-    """Group LIF with the Hybrid-DSL kernels (float32 inside; group size 4 only)."""
+    """Group LIF with the Hybrid-DSL kernels (float32 inside; group size 4 only).
+
+    In graph mode (``ms.jit``) build the op outside the graph with ``custom_op()`` and call
+    ``apply_custom`` inside it, as ``LIFSpike`` does.
+    """
     _check(x, tau, vth, group)
     if group != KERNEL_GROUP:
         raise ValueError(f"the custom LIF kernel handles groups of {KERNEL_GROUP}, got {group}; "
                          "use the composite backend for other group sizes")
-    fwd, _ = _custom_ops()
+    return apply_custom(custom_op(), x, tau, vth, axis)
+
+
+def custom_op():
+    """The forward Custom primitive (with its backward attached); building it compiles nothing."""
+    return _custom_ops()[0]
+
+
+def apply_custom(fwd, x: Tensor, tau: Tensor, vth: Tensor, axis: int) -> Tensor:
+    """Run the custom forward primitive ``fwd`` on ``x`` along ``axis`` (groups of 4)."""
     shape = x.shape
     dtype = x.dtype
     x3 = x.reshape(view_shape(shape, axis))
@@ -236,9 +249,10 @@ def lif_custom(x: Tensor, tau: Tensor, vth: Tensor, axis: int, group: int = 4) -
         tau = tau.astype(ms.float32)
     if vth.dtype != ms.float32:
         vth = vth.astype(ms.float32)
-    y = fwd(x3, tau, vth)
-    y = y.reshape(shape)
-    return y if dtype == ms.float32 else y.astype(dtype)
+    y = fwd(x3, tau, vth).reshape(shape)
+    if dtype != ms.float32:
+        y = y.astype(dtype)
+    return y
 
 
 def lif_composite_3d(x3: Tensor, tau: Tensor, vth: Tensor, group: int) -> Tensor:
