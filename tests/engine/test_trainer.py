@@ -29,6 +29,7 @@ def test_loss_falls(tiny_cfg):
 
 @pytest.mark.parametrize("extra", [(), ("train.ema=true", "optim.name=adamw", "optim.lr=0.002")])
 def test_resume_matches_uninterrupted(tiny_cfg, tmp_path, extra):
+    extra = ("data.max_samples=48", "train.max_steps_per_epoch=2", "train.jit=false") + tuple(extra)
     full = Trainer(tiny_cfg("train.epochs=2", f"train.output_dir={tmp_path / 'full'}", *extra))
     full.fit()
     first = Trainer(tiny_cfg("train.epochs=2", f"train.output_dir={tmp_path / 'part'}", *extra))
@@ -65,7 +66,8 @@ def test_corrupt_checkpoint_is_refused(tiny_cfg, tmp_path):
 
 def test_nan_loss_stops_and_keeps_last_good(tiny_cfg):
     # epoch 1 trains normally; from epoch 2 the step schedule multiplies the lr by 1e30
-    cfg = tiny_cfg("train.epochs=3", "sched.name=step", "sched.decay_epochs=1", "sched.decay_rate=1.0e30",
+    cfg = tiny_cfg("train.epochs=3", "train.max_steps_per_epoch=2", "data.max_samples=64", "train.jit=false", "sched.name=step",
+                   "sched.decay_epochs=1", "sched.decay_rate=1.0e30",
                    "optim.lr=0.05", "sched.min_lr=0.0", "optim.weight_decay=0.0")
     trainer = Trainer(cfg)
     with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf|non-finite).*last good checkpoint is .*last\.ckpt") as err:
