@@ -21,29 +21,12 @@ import mindspore.ops as ops
 
 from . import _hybrid
 
-__all__ = ["AdderCustom", "AdderComposite", "adder_output_size", "check_adder_inputs",
-           "scale_weight_grad"]
+__all__ = ["AdderCustom", "AdderComposite", "adder_output_size", "scale_weight_grad",
+           "numpy_reference"]
 
 
 def adder_output_size(size, k, stride, dilation):
     return (size - dilation * (k - 1) - 1) // stride + 1
-
-
-def check_adder_inputs(x_shape, x_dtype, w_shape, stride, dilation, groups, name="AdderConv2d"):
-    if len(x_shape) != 4:
-        raise ValueError(f"{name}: input must be 4-D (N, C, H, W), got shape {tuple(x_shape)}")
-    if x_dtype != ms.float32:
-        raise TypeError(f"{name}: input dtype must be float32, got {x_dtype}")
-    o, cg, kh, kw = w_shape
-    if x_shape[1] != cg * groups:
-        raise ValueError(f"{name}: input has {x_shape[1]} channels, expected {cg * groups} "
-                         f"(weight {tuple(w_shape)}, groups {groups})")
-    ho = adder_output_size(x_shape[2], kh, stride, dilation)
-    wo = adder_output_size(x_shape[3], kw, stride, dilation)
-    if ho <= 0 or wo <= 0:
-        raise ValueError(f"{name}: padded input {tuple(x_shape[2:])} is smaller than the dilated "
-                         f"kernel ({kh}, {kw}) with dilation {dilation}")
-    return ho, wo
 
 
 # --------------------------------------------------------------------------- hybrid sources

@@ -117,18 +117,23 @@ extern "C" int BinaryConvPacked(int nparam, void **params, int *ndims, int64_t *
 #pragma omp parallel for collapse(2) schedule(static)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t yy = 0; yy < H; ++yy) {
-      std::vector<int> cnt(static_cast<size_t>(W), 0);
       uint64_t *row = &apack[static_cast<size_t>(((n * H + yy) * W) * NW)];
-      for (int64_t c = 0; c < C; ++c) {
-        const float *src = x + ((n * C + c) * H + yy) * W;
-        const int64_t wd = c >> 6;
-        const uint64_t bit = 1ULL << (c & 63);
+      // branchless: 64-channel words built in a register per (x, word)
+      for (int64_t wd = 0; wd < NW; ++wd) {
+        const int64_t c0 = wd * 64, c1 = (c0 + 64 < C) ? c0 + 64 : C;
         for (int64_t xx = 0; xx < W; ++xx) {
-          if (src[xx] >= ba) { row[xx * NW + wd] |= bit; cnt[xx] += 1; }
+          uint64_t word = 0;
+          const float *src = x + ((n * C + c0) * H + yy) * W + xx;
+          for (int64_t c = c0; c < c1; ++c, src += H * W)
+            word |= static_cast<uint64_t>(*src >= ba) << (c - c0);
+          row[xx * NW + wd] = word;
         }
       }
-      for (int64_t xx = 0; xx < W; ++xx)
-        asum[static_cast<size_t>((n * H + yy) * W + xx)] = static_cast<float>(2 * cnt[xx] - C);
+      for (int64_t xx = 0; xx < W; ++xx) {
+        int cnt = 0;
+        for (int64_t wd = 0; wd < NW; ++wd) cnt += popc64(row[xx * NW + wd]);
+        asum[static_cast<size_t>((n * H + yy) * W + xx)] = static_cast<float>(2 * cnt - C);
+      }
     }
   }
 

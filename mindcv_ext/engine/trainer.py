@@ -37,8 +37,9 @@ def build_model(cfg: Config, num_classes: Optional[int] = None) -> nn.Cell:
     for key in ("drop_rate", "drop_path_rate"):
         if cfg.model[key] is not None:
             kwargs[key] = cfg.model[key]
-    import ascend_kernels
-    ascend_kernels.set_backend(cfg.model.kernels)  # custom kernels or their composite twins
+    if cfg.model.kernels != "auto":  # force custom kernels or their composite twins
+        import ascend_kernels
+        ascend_kernels.set_backend(cfg.model.kernels)
     return create_model(cfg.model.name, num_classes=num_classes or cfg.model.num_classes,
                         in_channels=cfg.model.in_channels, pretrained_ckpt=cfg.model.pretrained_ckpt, **kwargs)
 

@@ -9,8 +9,8 @@ Backends (``backend=None`` -> the global choice of :mod:`ascend_kernels`):
 
 * ``composite``: stock MindSpore ops, always used in training (BatchNorm needs batch statistics)
   and for export.
-* ``custom`` (eval only): the three BNs are folded into the convolutions; the 1x1 conv runs as a
-  stock conv and one fused Hybrid-DSL kernel does the 1x5/5x1 depthwise pair, the sigmoid, the
+* ``custom`` (eval only): the 1x1 conv + BN run as stock ops and one fused Hybrid-DSL kernel
+  does the 1x5/5x1 depthwise pair with their BNs folded in (eval statistics), the sigmoid, the
   nearest resize (floor rule) and the multiply.
 """
 import mindspore.nn as nn
@@ -52,7 +52,7 @@ class DFCAttention(nn.Cell):
         ])
         self.avg_pool = nn.AvgPool2d(kernel_size=2, stride=2, pad_mode="valid")
         self.sigmoid = nn.Sigmoid()
-        self.fused = FusedDFC(dfc_kernel)  # holds no parameters; compiles on first custom call
+        self.fused = FusedDFC(dfc_kernel, eps=1e-5)  # no parameters; compiles on first custom call
 
     # ------------------------------------------------------------------ helpers
     def use_custom(self):
@@ -71,6 +71,13 @@ class DFCAttention(nn.Cell):
         return self.fused(self.avg_pool(x), ghost_out, self.short_conv)
 
     def construct(self, x, ghost_out):
+        if x.ndim != 4 or ghost_out.ndim != 4:
+            raise ValueError(f"DFCAttention: x and ghost_out must be 4-D, got {x.shape} and {ghost_out.shape}")
+        if x.shape[1] != self.in_channels or ghost_out.shape[1] != self.out_channels:
+            raise ValueError(f"DFCAttention: expected x with {self.in_channels} and ghost_out with "
+                             f"{self.out_channels} channels, got {x.shape} and {ghost_out.shape}")
+        if x.shape[2] < 2 or x.shape[3] < 2:
+            raise ValueError(f"DFCAttention: x spatial size must be >= 2 for the 2x2 pooling, got {x.shape}")
         if self.use_custom():
             return self._custom_forward(x, ghost_out)
         return self.composite(x, ghost_out)

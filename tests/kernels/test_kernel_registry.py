@@ -1,0 +1,58 @@
+import pytest
+
+import ascend_kernels
+from ascend_kernels import registry
+
+
+def test_default_auto(monkeypatch):
+    monkeypatch.delenv("MINDCV_EXT_KERNELS", raising=False)
+    assert ascend_kernels.get_backend() == "auto"
+    expect = "custom" if ascend_kernels.kind_available("hybrid") else "composite"
+    assert ascend_kernels.resolve(None, "hybrid") == expect
+
+
+def test_env_and_set_backend(monkeypatch):
+    monkeypatch.setenv("MINDCV_EXT_KERNELS", "composite")
+    assert ascend_kernels.get_backend() == "composite"
+    assert not ascend_kernels.use_custom()
+    ascend_kernels.set_backend("custom")  # explicit call wins over env
+    assert ascend_kernels.resolve() == "custom"
+    assert ascend_kernels.resolve("composite") == "composite"  # per-layer choice wins
+    ascend_kernels.set_backend(None)
+    assert ascend_kernels.get_backend() == "composite"
+    monkeypatch.setenv("MINDCV_EXT_KERNELS", "bogus")
+    with pytest.raises(ValueError, match="MINDCV_EXT_KERNELS"):
+        ascend_kernels.get_backend()
+
+
+def test_bad_name():
+    with pytest.raises(ValueError):
+        ascend_kernels.set_backend("fast")
+    with pytest.raises(ValueError):
+        ascend_kernels.resolve("gpu")
+
+
+def test_export_forces_composite():
+    ascend_kernels.set_backend("custom")
+    with ascend_kernels.exporting():
+        assert ascend_kernels.resolve("custom") == "composite"
+        assert ascend_kernels.is_exporting()
+    assert ascend_kernels.resolve() == "custom"
+
+
+def test_apply_config():
+    ascend_kernels.apply_config({"kernels": "composite"})
+    assert ascend_kernels.get_backend() == "composite"
+    ascend_kernels.apply_config({"kernels": {"backend": "custom"}})
+    assert ascend_kernels.get_backend() == "custom"
+    ascend_kernels.apply_config({"kernel_backend": "auto"})
+    assert ascend_kernels.get_backend() == "auto"
+    ascend_kernels.apply_config({})
+    assert ascend_kernels.get_backend() == "auto"
+
+
+def test_kinds():
+    assert isinstance(ascend_kernels.kind_available("hybrid", "CPU"), bool)
+    assert ascend_kernels.kind_available("hybrid", "Ascend") in (True, False)
+    with pytest.raises(ValueError):
+        registry.kind_available("tbe")
