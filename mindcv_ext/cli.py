@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--src", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--ema", action="store_true", help="take state_dict_ema when the file has one")
+    p.add_argument("--num-classes", type=int, default=1000, help="classifier size of the checkpoint")
 
     p = sub.add_parser("summary", help="parameters, MACs and a per-layer table")
     p.add_argument("--model", required=True)
@@ -153,21 +154,27 @@ def cmd_infer(args):
 
 def cmd_convert(args):
     from .convert import convert_checkpoint
-    n = convert_checkpoint(args.model, args.src, args.out, prefer_ema=args.ema)
+    n = convert_checkpoint(args.model, args.src, args.out, prefer_ema=args.ema, num_classes=args.num_classes)
     print(f"converted {n} tensors from {args.src} into {args.out}")
 
 
 def cmd_summary(args):
-    from .models import create_model
+    from .models import create_model, model_module
     from .utils.summary import format_summary, summarize
     size = args.input_size * 2 if len(args.input_size) == 1 else args.input_size[:2]
     net = create_model(args.model, num_classes=args.num_classes)
     shape = (1, 3, size[0], size[1])
     info = summarize(net, shape)
+    size_fn = getattr(model_module(args.model), "model_size_bits", None)  # binary families
+    if size_fn is not None:
+        info["size_bits"] = int(size_fn(net))
     if args.json:
-        print(json.dumps({k: info[k] for k in ("params", "params_all", "macs", "macs_by_kind")}))
+        print(json.dumps({k: info[k] for k in ("params", "params_all", "macs", "macs_by_kind", "size_bits")
+                          if k in info}))
     else:
         print(format_summary(info, args.model, shape))
+        if "size_bits" in info:
+            print(f"model size: {info['size_bits']:,} bits ({info['size_bits'] / 8 / 1024:.1f} KiB)")
     return info
 
 

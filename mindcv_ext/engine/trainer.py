@@ -68,7 +68,8 @@ class Trainer:
         self.loss_fn = create_loss(cfg.loss.name, cfg.loss.label_smoothing)
         self.optimizer = self._build_optimizer()
         self.ema = ModelEMA(self.net, cfg.train.ema_decay) if cfg.train.ema else None
-        self.callbacks = list(callbacks)
+        family_callbacks = getattr(model_module(cfg.model.name), "train_callbacks", None)
+        self.callbacks = list(callbacks) + (list(family_callbacks(cfg)) if family_callbacks else [])
         self.out_dir = cfg.train.output_dir
         self.is_main = self.rank == 0
         self.history = []
@@ -198,6 +199,9 @@ class Trainer:
         self._log(f"training {cfg.model.name} on {cfg.data.dataset}: {len(self.train_loader.sampler)} images/rank, "
                   f"{self.steps_per_epoch} steps/epoch, {self.world} worker(s)")
         record = {}
+        for cb in self.callbacks:  # e.g. schedules that set per-epoch state before the first epoch
+            if hasattr(cb, "begin"):
+                cb.begin(self.net, self.start_epoch)
         for epoch in range(self.start_epoch, cfg.train.epochs):
             record = {"epoch": epoch, "lr": self.lrs[min(epoch * self.steps_per_epoch, len(self.lrs) - 1)]}
             record.update(self.train_epoch(epoch))

@@ -101,3 +101,15 @@ def test_no_weight_decay_groups():
     assert decay["weight_decay"] == 1e-4 and skip["weight_decay"] == 0.0
     extra = param_groups(net.trainable_params(), 1e-4, True, 0.1, lambda n: n.startswith("fc."), [0.0])
     assert len(extra) == 3 and {p.name for p in extra[2]["params"]} == {"fc.weight", "fc.bias"}
+
+
+def test_family_callbacks_set_per_epoch_state(tiny_cfg):
+    # AdaBin's weight-gradient schedule (k, t) is a family callback the trainer must run
+    from mindcv_ext.quant.binary import AdaBinWeightQuantizer, progressive_values
+    cfg = tiny_cfg("model.name=adabin_resnet20", "model.kernels=composite", "train.epochs=2",
+                   "train.max_steps_per_epoch=1", "data.max_samples=32")
+    trainer = Trainer(cfg)
+    trainer.fit()
+    _, t_last = progressive_values(1, 2)
+    quantizers = [c for _, c in trainer.net.cells_and_names() if isinstance(c, AdaBinWeightQuantizer)]
+    assert quantizers and all(np.isclose(float(q.t.asnumpy().ravel()[0]), t_last) for q in quantizers)
