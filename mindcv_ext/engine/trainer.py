@@ -21,6 +21,24 @@ from .optim import create_optimizer, param_groups
 from .scheduler import lr_per_step
 
 
+class TrainStep(nn.TrainOneStepCell):
+    """One optimizer step: loss, gradients (averaged across ranks under data parallel), optional
+    global-norm clipping, update. Returns the loss."""
+
+    def __init__(self, net_with_loss: nn.Cell, optimizer: nn.Optimizer, clip_grad: Optional[float] = None):
+        super().__init__(net_with_loss, optimizer)
+        self.clip_grad = clip_grad
+
+    def construct(self, images, labels):
+        loss = self.network(images, labels)
+        grads = self.grad(self.network, self.weights)(images, labels, ops.ones_like(loss))
+        grads = self.grad_reducer(grads)
+        if self.clip_grad:
+            grads = ops.clip_by_global_norm(grads, self.clip_grad)
+        self.optimizer(grads)
+        return loss
+
+
 class TrainingDiverged(RuntimeError):
     """The loss stopped being finite."""
 
@@ -103,26 +121,9 @@ class Trainer:
         return fn, [0.0 if i < frozen else lr * scale for i, lr in enumerate(base_lrs)]
 
     def _build_step(self) -> Callable:
-        net, loss_fn, optimizer = self.net, self.loss_fn, self.optimizer
-        reducer = nn.DistributedGradReducer(optimizer.parameters, mean=True, degree=self.world) \
-            if self.world > 1 else None
-        clip = self.cfg.train.clip_grad
-
-        def forward(images, labels):
-            return loss_fn(net(images), labels)
-
-        grad_fn = ms.value_and_grad(forward, None, optimizer.parameters)
-
-        def step(images, labels):
-            loss, grads = grad_fn(images, labels)
-            if reducer is not None:
-                grads = reducer(grads)
-            if clip:
-                grads = ops.clip_by_global_norm(grads, clip)
-            optimizer(grads)
-            return loss
-
-        return ms.jit(step) if self.cfg.train.jit else step
+        step = TrainStep(nn.WithLossCell(self.net, self.loss_fn), self.optimizer, self.cfg.train.clip_grad)
+        self._step_cell = step
+        return ms.jit(step.construct) if self.cfg.train.jit else step
 
     # -- running -----------------------------------------------------------------------------
     @property
