@@ -19,7 +19,12 @@ from mindcv_ext.utils.summary import count_params
 
 ms.set_context(mode=ms.PYNATIVE_MODE)
 
-FIXTURE = os.environ.get("ADABIN_FIXTURE", "/work/shared/fixtures/adabin_resnet20_cifar10")
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# shared/ sits beside the repository checkout (CI clones elsewhere and copies shared/ beside it)
+FIXTURE = os.environ.get("ADABIN_FIXTURE") or next(
+    (p for p in (os.path.join(_ROOT, "..", "shared", "fixtures", "adabin_resnet20_cifar10"),
+                 os.path.join(_ROOT, "shared", "fixtures", "adabin_resnet20_cifar10"))
+     if os.path.isdir(p)), os.path.join(_ROOT, "..", "shared", "fixtures", "adabin_resnet20_cifar10"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = os.path.join(HERE, "..", "..", "configs", "adabin")
 needs_fixture = pytest.mark.skipif(not os.path.isfile(os.path.join(FIXTURE, "state_dict.safetensors")),
