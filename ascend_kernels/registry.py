@@ -142,5 +142,19 @@ def resolve(backend=None, kind="hybrid"):
     return name
 
 
-def use_custom(backend=None, kind="hybrid"):
+def _use_custom(backend=None, kind="hybrid"):
     return resolve(backend, kind) == "custom"
+
+
+def _compile_time(fn):
+    """Run ``fn`` in Python while a graph is compiled (its result is a constant of the graph)."""
+    try:
+        from mindspore.ops import constexpr
+    except ImportError:  # pragma: no cover - mindspore missing
+        return fn
+    return constexpr(fn)
+
+
+# Layers call this inside ``construct``; it is evaluated once per compile, so ``kernels: auto``
+# works in compiled (graph / jit) steps and ``exporting()`` still forces the composite form.
+use_custom = _compile_time(_use_custom)

@@ -34,6 +34,7 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 import mindspore as ms
+from ascend_kernels.padding import ZeroPad
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal, Normal, initializer
 
@@ -93,10 +94,11 @@ class ShortcutA(nn.Cell):
     def __init__(self, pad: int, stride: int = 2):
         super().__init__()
         self.pad, self.stride = pad, stride
+        self.zero_pad = ZeroPad((0, 0, 0, 0, pad, pad))
 
     def construct(self, x):
         x = x[:, :, ::self.stride, ::self.stride]
-        return ops.pad(x, (0, 0, 0, 0, self.pad, self.pad))
+        return self.zero_pad(x)
 
 
 def binary_conv_factory(quantizer: str = "adabin", form: str = "coded", weight_init="fan_in",

@@ -292,14 +292,14 @@ def _plot(path: str, float_top1: float, results: List[Dict], energy: Dict[str, f
     low = min([100 * r["top1"] for r in results] + [100 * float_top1])
     ax1.set_ylim(max(0.0, low - 10), 100)
     ax1.set_title("accuracy")
-    ax1.legend(loc="lower left")
+    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(methods) + 1, fontsize=8)
     labels = [{"float_cnn": "float\nCNN", "float_adder": "float\nAdderNet"}.get(k, f"int{k[9:]}\nAdderNet")
               for k in energy]
     bars = ax2.bar(range(len(energy)), list(energy.values()), color=["#888"] + ["#4a7"] + ["#37c"] * (len(energy) - 2))
     for bar, v in zip(bars, energy.values()):
         ax2.text(bar.get_x() + bar.get_width() / 2, v, f"{v:.1f}", ha="center", va="bottom", fontsize=8)
     ax2.set_xticks(range(len(energy)), labels, fontsize=8)
-    ax2.set_ylabel("energy per image (uJ, 45 nm)")
+    ax2.set_ylabel("energy per image (\u00b5J, 45 nm)")
     ax2.set_title("energy")
     fig.suptitle(title)
     fig.tight_layout()

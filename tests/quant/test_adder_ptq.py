@@ -381,18 +381,17 @@ def test_resnet20_op_counts():
 # ------------------------------------------------------------------------------------ trained on digits
 @pytest.fixture(scope="module")
 def trained_digits(tmp_path_factory):
-    """adder_resnet20 trained briefly on digits (8x8 inputs); returns (config, checkpoint)."""
+    """adder_resnet20 trained with the digits recipe (8 epochs at 8x8, ~2 min on 2 cores);
+    returns (config, checkpoint)."""
     from mindcv_ext.engine.trainer import Trainer
     out = tmp_path_factory.mktemp("adder_digits")
     cfg = load_config("configs/addernet/adder_resnet20_digits.yaml", [
-        "data.image_size=8", "train.epochs=2", f"train.output_dir={out}", "train.progress=false",
+        f"train.output_dir={out}", "train.progress=false",
         "quant.calib_batches=8", "quant.bn_recalib_batches=8"])
     Trainer(cfg).fit()
     return cfg, os.path.join(str(out), "last.ckpt")
 
 
-@pytest.mark.skip(reason="the short digits run does not yet train the adder ResNet-20 far enough to compare "
-                         "methods (float top-1 0.31 in the last full run); issue #7 stays open")
 def test_redistribute_beats_shared_at_4_bits(trained_digits, tmp_path, capsys):
     cfg, ckpt = trained_digits
     report = ptq.run_quantize(cfg, ckpt, [4], ["shared", "redistribute"], as_json=True, out_dir=str(tmp_path))
@@ -402,7 +401,7 @@ def test_redistribute_beats_shared_at_4_bits(trained_digits, tmp_path, capsys):
     top = {r["method"]: r["top1"] for r in line["results"]}
     print(f"digits adder_resnet20 float {line['float_top1']:.4f}, 4-bit shared {top['shared']:.4f}, "
           f"redistribute {top['redistribute']:.4f}")
-    assert line["float_top1"] > 0.5                       # the short run learned something
+    assert line["float_top1"] > 0.8                       # the recipe trains (0.95 measured)
     gap_shared = line["float_top1"] - top["shared"]
     gap_red = line["float_top1"] - top["redistribute"]
     assert gap_red < gap_shared

@@ -13,12 +13,12 @@ Weights are initialised N(0, 1) like the official layer.
 """
 import mindspore as ms
 import mindspore.nn as nn
-import mindspore.ops as ops
 from mindspore import Parameter
 from mindspore.common.initializer import Normal, initializer
 
 from ascend_kernels import registry as _registry
 from ascend_kernels.adder import AdderComposite, AdderCustom, adder_output_size
+from ascend_kernels.padding import ZeroPad
 
 __all__ = ["AdderConv2d"]
 
@@ -54,6 +54,8 @@ class AdderConv2d(nn.Cell):
         self.bias = Parameter(initializer("zeros", (out_channels,), ms.float32), name="bias") if has_bias else None
         args = (out_channels, in_channels // group, self.kernel_size, stride, dilation, group, adaptive_grad_eta)
         self.custom = AdderCustom(*args)
+        ph, pw = self.padding
+        self.zero_pad = ZeroPad((pw, pw, ph, ph)) if (ph > 0 or pw > 0) else None
         self.composite = AdderComposite(*args)
 
     def _check(self, x):
@@ -70,10 +72,9 @@ class AdderConv2d(nn.Cell):
 
     def construct(self, x):
         self._check(x)
-        ph, pw = self.padding
         xp = x
-        if ph > 0 or pw > 0:
-            xp = ops.pad(x, (pw, pw, ph, ph))
+        if self.zero_pad is not None:
+            xp = self.zero_pad(x)
         if _registry.use_custom(self.backend, "hybrid"):
             y = self.custom(xp, self.weight)
         else:
