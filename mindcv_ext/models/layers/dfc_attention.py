@@ -9,15 +9,16 @@ Backends (``backend=None`` -> the global choice of :mod:`ascend_kernels`):
 
 * ``composite``: stock MindSpore ops, always used in training (BatchNorm needs batch statistics)
   and for export.
-* ``custom`` (eval only): the 1x1 conv + BN run as stock ops and one fused Hybrid-DSL kernel
-  does the 1x5/5x1 depthwise pair with their BNs folded in (eval statistics), the sigmoid, the
-  nearest resize (floor rule) and the multiply.
+* ``custom`` (eval only, 1x1 first conv): the 1x1 conv runs as one stock op writing a
+  zero-padded output, and one fused Hybrid-DSL kernel does the three BNs (folded, eval
+  statistics), the 1x5/5x1 depthwise pair, the sigmoid, the nearest resize (floor rule) and the
+  multiply.
 """
 import mindspore.nn as nn
 import mindspore.ops as ops
 
 from ascend_kernels import registry as _registry
-from ascend_kernels.dfc import FusedDFC
+from ascend_kernels.dfc import FusedDFC, fusable
 
 __all__ = ["DFCAttention", "nearest_resize"]
 
@@ -52,12 +53,13 @@ class DFCAttention(nn.Cell):
         ])
         self.avg_pool = nn.AvgPool2d(kernel_size=2, stride=2, pad_mode="valid")
         self.sigmoid = nn.Sigmoid()
-        self.fused = FusedDFC(dfc_kernel, eps=1e-5)  # no parameters; compiles on first custom call
+        self.fused = FusedDFC(out_channels, dfc_kernel, eps=1e-5)  # no parameters; compiles on first custom call
+        self.fusable = fusable(self.short_conv)
 
     # ------------------------------------------------------------------ helpers
     def use_custom(self):
         """True when this call should take the fused kernel (eval mode and custom backend)."""
-        return (not self.training) and _registry.use_custom(self.backend, "hybrid")
+        return (not self.training) and self.fusable and _registry.use_custom(self.backend, "hybrid")
 
     def gate(self, x):
         """The small (pooled-resolution) sigmoid gate, composite ops."""
@@ -68,7 +70,7 @@ class DFCAttention(nn.Cell):
         return ghost_out * nearest_resize(g, ghost_out.shape[-2:])
 
     def _custom_forward(self, x, ghost_out):
-        return self.fused(self.avg_pool(x), ghost_out, self.short_conv)
+        return self.fused(x, ghost_out, self.short_conv)
 
     def construct(self, x, ghost_out):
         if x.ndim != 4 or ghost_out.ndim != 4:
