@@ -56,3 +56,25 @@ def test_kinds():
     assert ascend_kernels.kind_available("hybrid", "Ascend") in (True, False)
     with pytest.raises(ValueError):
         registry.kind_available("tbe")
+
+
+@pytest.mark.skipif(not ascend_kernels.kind_available("hybrid"), reason="no AKG for this device")
+def test_auto_backend_resolves_inside_a_compiled_step():
+    """``kernels: auto`` is resolved when the graph compiles (custom adder kernel here)."""
+    import numpy as np
+    import mindspore as ms
+    from mindspore import Tensor
+    from mindcv_ext.models.layers.adder_conv import AdderConv2d
+    from ascend_kernels.adder import numpy_reference
+
+    ascend_kernels.set_backend("auto")
+    layer = AdderConv2d(3, 4, 3, padding=1)
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    step = ms.jit(ms.value_and_grad(layer, grad_position=0))
+    for _ in range(5):
+        y, gx = step(Tensor(x))
+    w = layer.weight.asnumpy()
+    y_ref, gx_ref, _ = numpy_reference(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))), w,
+                                       np.ones(y.shape, np.float32))
+    np.testing.assert_allclose(y.asnumpy(), y_ref, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(gx.asnumpy(), gx_ref[:, :, 1:7, 1:7], rtol=1e-4, atol=1e-4)
