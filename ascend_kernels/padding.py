@@ -8,7 +8,7 @@ and returns ``ops.slice`` of the incoming gradient instead.
 import mindspore.nn as nn
 import mindspore.ops as ops
 
-__all__ = ["ZeroPad", "zero_pad"]
+__all__ = ["ZeroPad", "zero_pad", "pad_end"]
 
 
 def _check(pads):
@@ -52,3 +52,15 @@ def zero_pad(x, pads):
     if key not in _CACHE:
         _CACHE[key] = ZeroPad(key)
     return _CACHE[key](x)
+
+
+def pad_end(x, right, bottom):
+    """Zero-pad ``right`` columns and ``bottom`` rows onto an NCHW map inside ``construct`` when the
+    amounts depend on the input shape. Built from ``ops.concat`` with zeros, whose gradient is a
+    split, so compiled training never meets the pad-gradient kernel."""
+    n, c, h, w = x.shape
+    if right > 0:
+        x = ops.concat((x, ops.zeros((n, c, h, right), x.dtype)), 3)
+    if bottom > 0:
+        x = ops.concat((x, ops.zeros((n, c, bottom, w + right), x.dtype)), 2)
+    return x

@@ -21,6 +21,8 @@ import numpy as np
 from mindspore import nn, ops
 from mindspore.common.initializer import TruncatedNormal, Zero, initializer
 
+from ascend_kernels.padding import pad_end
+
 from .layers.drop_path import DropPath
 from .layers.gelu import GELU
 from .layers.lif import LIFSpike
@@ -123,7 +125,7 @@ class PatchMerging(nn.Cell):
     def construct(self, x):
         h, w = x.shape[2], x.shape[3]
         if h % 2 == 1 or w % 2 == 1:
-            x = ops.pad(x, (0, w % 2, 0, h % 2))
+            x = pad_end(x, w % 2, h % 2)
             h, w = h + h % 2, w + w % 2
         n, c = x.shape[0], x.shape[1]
         # (n, c, h/2, hp, w/2, wp) -> (n, wp, hp, c, h/2, w/2): channel block wp*2 + hp gives the
@@ -160,7 +162,7 @@ class PatchEmbed(nn.Cell):
         h, w = x.shape[2], x.shape[3]
         p = self.patch_size
         if h % p != 0 or w % p != 0:
-            x = ops.pad(x, (0, (p - w % p) % p, 0, (p - h % p) % p))
+            x = pad_end(x, (p - w % p) % p, (p - h % p) % p)
         return self.norm(self.proj(x))
 
 

@@ -6,7 +6,7 @@ import mindspore as ms
 import mindspore.ops as ops
 from mindspore import Tensor
 
-from ascend_kernels.padding import ZeroPad, zero_pad
+from ascend_kernels.padding import ZeroPad, pad_end, zero_pad
 
 
 def test_forward_matches_ops_pad():
@@ -37,3 +37,18 @@ def test_bad_pads():
         ZeroPad((1, 2, 3))
     with pytest.raises(ValueError, match="pads"):
         ZeroPad((1, -1))
+
+
+def test_pad_end_matches_ops_pad_and_crops_the_gradient():
+    rng = np.random.default_rng(2)
+    x = Tensor(rng.standard_normal((2, 3, 5, 7)).astype(np.float32))
+    np.testing.assert_array_equal(pad_end(x, 1, 3).asnumpy(), ops.pad(x, (0, 1, 0, 3)).asnumpy())
+    np.testing.assert_array_equal(pad_end(x, 0, 0).asnumpy(), x.asnumpy())
+    weight = Tensor(rng.standard_normal((2, 3, 6, 9)).astype(np.float32))
+
+    def loss(v):
+        return (pad_end(v, 2, 1) * weight).sum()
+    step = ms.jit(ms.grad(loss))
+    for _ in range(30):
+        got = step(x).asnumpy()
+    np.testing.assert_array_equal(got, weight.asnumpy()[:, :, :5, :7])
