@@ -20,15 +20,10 @@ from ascend_kernels import registry as _registry
 from ascend_kernels.adder import AdderComposite, AdderCustom, adder_output_size
 from ascend_kernels.padding import ZeroPad
 
+from .helpers import to_pair
+
 __all__ = ["AdderConv2d"]
 
-
-def _pair(v, name):
-    if isinstance(v, int):
-        return (v, v)
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) for i in v):
-        return tuple(v)
-    raise ValueError(f"AdderConv2d: {name} must be an int or a pair of ints, got {v!r}")
 
 
 class AdderConv2d(nn.Cell):
@@ -43,8 +38,8 @@ class AdderConv2d(nn.Cell):
         if not isinstance(stride, int) or stride < 1 or not isinstance(dilation, int) or dilation < 1:
             raise ValueError("AdderConv2d: stride and dilation must be positive ints")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.padding = _pair(padding, "padding")
+        self.kernel_size = to_pair(kernel_size, "AdderConv2d: kernel_size")
+        self.padding = to_pair(padding, "AdderConv2d: padding")
         self.stride, self.dilation, self.group = stride, dilation, group
         self.has_bias = has_bias
         self.adaptive_grad_eta = adaptive_grad_eta

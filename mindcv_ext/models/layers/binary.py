@@ -26,6 +26,8 @@ from mindspore import Tensor
 from ascend_kernels import registry as _registry
 from ascend_kernels import binary as _kb
 
+from .helpers import to_pair
+
 __all__ = ["sign_ste", "adabin_binarize", "SignSTE", "AdaBinBinarize", "PackedBinaryConv2d",
            "binarize_weight"]
 
@@ -114,13 +116,6 @@ def binarize_weight(w, mode="sign"):
     return s, alpha, beta
 
 
-def _pair(v, name):
-    if isinstance(v, int):
-        return (v, v)
-    if isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) for i in v):
-        return tuple(v)
-    raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
-
 
 class PackedBinaryConv2d(nn.Cell):
     """Inference-only binary convolution on bit-packed signs.
@@ -148,7 +143,7 @@ class PackedBinaryConv2d(nn.Cell):
         self.out_channels, self.in_channels, kh, kw = w.shape
         self.kernel_size = (kh, kw)
         self.stride = int(stride)
-        self.padding = _pair(padding, "padding")
+        self.padding = to_pair(padding, "PackedBinaryConv2d: padding")
         self.dilation = int(dilation)
         s, aw, bw = binarize_weight(w, weight_mode)
         aa = 1.0 if act_alpha is None else float(act_alpha)

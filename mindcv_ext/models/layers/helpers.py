@@ -17,3 +17,13 @@ def make_divisible(value: float, divisor: int = 8, min_value: int = None, round_
     if rounded < round_limit * value:
         rounded += divisor
     return int(rounded)
+
+
+def to_pair(value, what: str):
+    """``value`` as an (int, int) pair; ``what`` names the argument in the error (e.g.
+    ``"AdderConv2d: padding"``)."""
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(i, int) for i in value):
+        return tuple(value)
+    raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}")
