@@ -11,6 +11,10 @@
 //          cfg i32 (8) = [stride, pad_h, pad_w, dilation, C, KH, KW, 0];
 //          act f32 (2) = [aa, ba]; wsc f32 (O, 2) = [aw, bw]
 // output : y f32 (N, O, HO, WO)
+//
+// Steps (one OpenMP parallel region): pack the activation signs (64 channels a word), gather the
+// KH*KW taps of every output position into one contiguous row of words (0 for padded taps), then
+// per (image, block of output channels) count mismatches against the weights and write y.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -31,63 +35,87 @@ static inline int popc64(uint64_t v) {
 #endif
 }
 
-// sum_k popcount(a[k] ^ b[k]); AVX2 nibble-LUT popcount (4 words per step) when available
-// (this CPU has POPCNT but no AVX-512 VPOPCNTDQ), scalar POPCNT otherwise.
-static inline int64_t xor_popcount(const uint64_t *a, const uint64_t *b, int64_t L) {
-  int64_t r = 0, k = 0;
 #ifdef __AVX2__
-  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-                                       0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
-  const __m256i low = _mm256_set1_epi8(0x0f);
-  __m256i acc = _mm256_setzero_si256();
-  while (k + 4 <= L) {
-    // byte counts (<= 8 per step) accumulate for up to 31 steps before the horizontal sum
-    __m256i bytes = _mm256_setzero_si256();
-    for (int step = 0; step < 31 && k + 4 <= L; ++step, k += 4) {
-      const __m256i v = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + k)),
-                                         _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b + k)));
-      const __m256i lo = _mm256_and_si256(v, low);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-      bytes = _mm256_add_epi8(bytes, _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi)));
-    }
-    acc = _mm256_add_epi64(acc, _mm256_sad_epu8(bytes, _mm256_setzero_si256()));
-  }
-  alignas(32) int64_t tmp[4];
-  _mm256_store_si256(reinterpret_cast<__m256i *>(tmp), acc);
-  r = tmp[0] + tmp[1] + tmp[2] + tmp[3];
-#endif
-  for (; k < L; ++k) r += popc64(a[k] ^ b[k]);
-  return r;
-}
-
-#ifdef __AVX2__
-// four output channels at once (weights w, w + L, w + 2L, w + 3L): shares the activation loads
-static inline void xor_popcount4(const uint64_t *a, const uint64_t *w, int64_t L, int64_t *out) {
+// Mismatch counts of one position's L activation words a[] against 4*NV output channels.
+// Weights are transposed (wt[k][o], o contiguous), so each 64-bit lane of a vector belongs to one
+// output channel: the nibble-LUT byte counts reduce to per-channel counts with one vpsadbw per
+// vector, no horizontal sums. out[4*NV] receives the counts.
+template <int NV>
+static inline void xor_popcount_lanes(const uint64_t *a, const uint64_t *wt, int64_t ostride, int64_t L,
+                                      int32_t *out) {
   const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i low = _mm256_set1_epi8(0x0f);
   const __m256i zero = _mm256_setzero_si256();
-  __m256i acc[4] = {zero, zero, zero, zero};
-  int64_t k = 0;
-  while (k + 4 <= L) {
-    __m256i by[4] = {zero, zero, zero, zero};
-    for (int step = 0; step < 31 && k + 4 <= L; ++step, k += 4) {
-      const __m256i av = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + k));
-      for (int q = 0; q < 4; ++q) {
-        const __m256i v = _mm256_xor_si256(av, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(w + q * L + k)));
-        const __m256i lo = _mm256_and_si256(v, low);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-        by[q] = _mm256_add_epi8(by[q], _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi)));
+  const __m256i even = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);  // low halves of the 64-bit sums
+  __m128i tot[NV];
+  for (int v = 0; v < NV; ++v) tot[v] = _mm_setzero_si128();
+  for (int64_t k0 = 0; k0 < L; k0 += 31) {  // a byte counter takes <= 8 per step: flush every 31
+    const int64_t k1 = (k0 + 31 < L) ? k0 + 31 : L;
+    __m256i by[NV];
+    for (int v = 0; v < NV; ++v) by[v] = zero;
+    for (int64_t k = k0; k < k1; ++k) {
+      const uint64_t *wk = wt + k * ostride;
+      const __m256i av = _mm256_set1_epi64x(static_cast<long long>(a[k]));
+      for (int v = 0; v < NV; ++v) {
+        const __m256i x = _mm256_xor_si256(av, _mm256_loadu_si256(reinterpret_cast<const __m256i *>(wk + 4 * v)));
+        const __m256i lo = _mm256_and_si256(x, low);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
+        by[v] = _mm256_add_epi8(by[v], _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo), _mm256_shuffle_epi8(lut, hi)));
       }
     }
-    for (int q = 0; q < 4; ++q) acc[q] = _mm256_add_epi64(acc[q], _mm256_sad_epu8(by[q], zero));
+    for (int v = 0; v < NV; ++v)
+      tot[v] = _mm_add_epi32(tot[v], _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(_mm256_sad_epu8(by[v], zero), even)));
   }
-  for (int q = 0; q < 4; ++q) {
-    alignas(32) int64_t tmp[4];
-    _mm256_store_si256(reinterpret_cast<__m256i *>(tmp), acc[q]);
-    int64_t r = tmp[0] + tmp[1] + tmp[2] + tmp[3];
-    for (int64_t kk = k; kk < L; ++kk) r += popc64(a[kk] ^ w[q * L + kk]);
-    out[q] = r;
+  for (int v = 0; v < NV; ++v) _mm_storeu_si128(reinterpret_cast<__m128i *>(out + 4 * v), tot[v]);
+}
+
+// Signs of channels [c0, c0 + 32) of one image (P positions per channel plane, planes contiguous,
+// read in memory order) into the 32-bit half c0/32 of every position's words. One compare +
+// movemask per 8 positions of a channel gives a byte; with the 32 channel bytes of a block in one
+// vector, byte-wise shifts + movemask_epi8 read position j's 32 channel bits at once.
+static void pack_channels_avx2(const float *x, int64_t C, int64_t P, int64_t NW, float ba, int64_t c0,
+                               uint8_t *bytes, uint64_t *apack) {
+  const __m256 thr = _mm256_set1_ps(ba);
+  const int64_t nblk = (P + 7) / 8, full = P / 8;
+  const int rem = static_cast<int>(P - full * 8);
+  const __m256i tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  for (int cc = 0; cc < 32; ++cc) {
+    const int64_t c = c0 + cc;
+    if (c >= C) {
+      for (int64_t b = 0; b < nblk; ++b) bytes[b * 32 + cc] = 0;
+      continue;
+    }
+    const float *src = x + c * P;
+    for (int64_t b = 0; b < full; ++b)
+      bytes[b * 32 + cc] = static_cast<uint8_t>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(src + b * 8), thr, _CMP_GE_OQ)));
+    if (rem)
+      bytes[full * 32 + cc] = static_cast<uint8_t>(
+          _mm256_movemask_ps(_mm256_cmp_ps(_mm256_maskload_ps(src + full * 8, tail), thr, _CMP_GE_OQ)));
+  }
+  uint32_t *half = reinterpret_cast<uint32_t *>(apack) + c0 / 32;  // little endian: low half first
+  for (int64_t b = 0; b < nblk; ++b) {
+    const __m256i vb = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(bytes + b * 32));
+    const int nj = static_cast<int>(b < full ? 8 : rem);
+    for (int j = 0; j < nj; ++j)
+      half[(b * 8 + j) * NW * 2] = static_cast<uint32_t>(_mm256_movemask_epi8(_mm256_sll_epi16(vb, _mm_cvtsi32_si128(7 - j))));
+  }
+}
+#else
+// sum_k popcount(a[k] ^ b[k])
+static inline int64_t xor_popcount(const uint64_t *a, const uint64_t *b, int64_t L) {
+  int64_t r = 0;
+  for (int64_t k = 0; k < L; ++k) r += popc64(a[k] ^ b[k]);
+  return r;
+}
+
+// Signs of channels [64 wd, 64 wd + 64) of one image into word wd of every position.
+static void pack_channels_scalar(const float *x, int64_t C, int64_t P, int64_t NW, float ba, int64_t wd,
+                                 uint64_t *apack) {
+  const int64_t c0 = wd * 64, c1 = (c0 + 64 < C) ? c0 + 64 : C;
+  for (int64_t c = c0; c < c1; ++c) {
+    const float *src = x + c * P;
+    for (int64_t p = 0; p < P; ++p) apack[p * NW + wd] |= static_cast<uint64_t>(src[p] >= ba) << (c - c0);
   }
 }
 #endif
@@ -110,107 +138,149 @@ extern "C" int BinaryConvPacked(int nparam, void **params, int *ndims, int64_t *
   const int s = cfg[0], ph = cfg[1], pw = cfg[2], d = cfg[3], KH = cfg[5], KW = cfg[6];
   if (cfg[4] != C || T != KH * KW || NW != (C + 63) / 64) return 3;
   const float aa = act[0], ba = act[1];
-
-  // 1) pack activations: apack[n][y][x][w], asum[n][y][x] = sum_c sa
-  std::vector<uint64_t> apack(static_cast<size_t>(N * H * W * NW), 0);
-  std::vector<float> asum(static_cast<size_t>(N * H * W), 0.f);
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t yy = 0; yy < H; ++yy) {
-      uint64_t *row = &apack[static_cast<size_t>(((n * H + yy) * W) * NW)];
-      // branchless: 64-channel words built in a register per (x, word)
-      for (int64_t wd = 0; wd < NW; ++wd) {
-        const int64_t c0 = wd * 64, c1 = (c0 + 64 < C) ? c0 + 64 : C;
-        for (int64_t xx = 0; xx < W; ++xx) {
-          uint64_t word = 0;
-          const float *src = x + ((n * C + c0) * H + yy) * W + xx;
-          for (int64_t c = c0; c < c1; ++c, src += H * W)
-            word |= static_cast<uint64_t>(*src >= ba) << (c - c0);
-          row[xx * NW + wd] = word;
-        }
-      }
-      for (int64_t xx = 0; xx < W; ++xx) {
-        int cnt = 0;
-        for (int64_t wd = 0; wd < NW; ++wd) cnt += popc64(row[xx * NW + wd]);
-        asum[static_cast<size_t>((n * H + yy) * W + xx)] = static_cast<float>(2 * cnt - C);
-      }
-    }
-  }
-
-  // 2) xor-popcount convolution. For every output position the activation words of all KH*KW
-  // taps are gathered into one contiguous buffer (0 for padded taps), so each output channel is
-  // one contiguous xor-popcount over T*NW words. A padded tap then counts popcount(w) mismatches,
-  // which is removed with the per-(o, tap) weight popcounts (LCE-style padding correction).
-  const int64_t L = T * NW;
-  std::vector<int32_t> wpc(static_cast<size_t>(O * T), 0);
-  for (int64_t o = 0; o < O; ++o)
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t k = 0; k < NW; ++k) wpc[static_cast<size_t>(o * T + t)] += popc64(wp[(o * T + t) * NW + k]);
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t n = 0; n < N; ++n) {
-    for (int64_t oy = 0; oy < HO; ++oy) {
-      // gather the taps of the whole output row once: rowbuf[ox][t][k]
-      std::vector<uint64_t> rowbuf(static_cast<size_t>(WO * L));
-      std::vector<int> invalid(static_cast<size_t>(WO * T));
-      std::vector<int> ninv(static_cast<size_t>(WO), 0);
-      std::vector<float> sa(static_cast<size_t>(WO), 0.f), nvalid(static_cast<size_t>(WO), 0.f);
-      for (int64_t ox = 0; ox < WO; ++ox) {
-        int nt = 0;
-        for (int i = 0; i < KH; ++i) {
-          const int64_t iy = oy * s - ph + i * d;
-          for (int j = 0; j < KW; ++j) {
-            const int64_t ix = ox * s - pw + j * d;
-            const int t = i * KW + j;
-            uint64_t *dst = &rowbuf[static_cast<size_t>((ox * T + t) * NW)];
-            if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
-              for (int64_t k = 0; k < NW; ++k) dst[k] = 0;
-              invalid[static_cast<size_t>(ox * T + ninv[ox]++)] = t;
-              continue;
-            }
-            const int64_t off = (n * H + iy) * W + ix;
-            const uint64_t *src = &apack[static_cast<size_t>(off * NW)];
-            for (int64_t k = 0; k < NW; ++k) dst[k] = src[k];
-            sa[ox] += asum[static_cast<size_t>(off)];
-            ++nt;
-          }
-        }
-        nvalid[ox] = static_cast<float>(nt * C);
-      }
-      for (int64_t o0 = 0; o0 < O; o0 += 4) {
-        const int nq = static_cast<int>(O - o0 < 4 ? O - o0 : 4);
-        for (int64_t ox = 0; ox < WO; ++ox) {
-          const uint64_t *ab = &rowbuf[static_cast<size_t>(ox * L)];
-          int64_t mism[4];
+  const int64_t P = H * W, PO = HO * WO, L = T * NW;
+  const int64_t OP = (O + 3) / 4 * 4;  // channels padded with zero words to a multiple of 4
 #ifdef __AVX2__
-          if (nq == 4) {
-            xor_popcount4(ab, wp + o0 * L, L, mism);
-          } else
+  constexpr int64_t kVec = 6;  // channel vectors per block (4 channels each)
+#else
+  constexpr int64_t kVec = 1;
 #endif
-          {
-            for (int q = 0; q < nq; ++q) mism[q] = xor_popcount(ab, wp + (o0 + q) * L, L);
-          }
-          const int *inv = &invalid[static_cast<size_t>(ox * T)];
-          for (int q = 0; q < nq; ++q) {
-            const int64_t o = o0 + q;
-            int64_t m = mism[q];
-            const int32_t *pc = &wpc[static_cast<size_t>(o * T)];
-            for (int r = 0; r < ninv[ox]; ++r) m -= pc[inv[r]];
-            const float swa = nvalid[ox] - 2.f * static_cast<float>(m);
-            const float aw = wsc[2 * o], bw = wsc[2 * o + 1];
-            float res = aw * aa * swa;
-            if (ba != 0.f) {
-              const float *ws = wsum + o * T;
-              float sw = 0.f;
-              for (int t = 0; t < T; ++t) sw += ws[t];
-              for (int r = 0; r < ninv[ox]; ++r) sw -= ws[inv[r]];
-              res += aw * aa * ba * sw;
+  constexpr int64_t kBlock = 4 * kVec;
+  const int64_t nblocks = (OP + kBlock - 1) / kBlock;
+
+  // Output positions: padded taps (skipped; counted as popcount(w) mismatches in the gathered
+  // zero words, removed below with per-(tap, o) weight popcounts, LCE-style) and valid bit counts.
+  std::vector<int> ninv(static_cast<size_t>(PO), 0), invalid(static_cast<size_t>(PO * T));
+  std::vector<float> nvalid(static_cast<size_t>(PO));
+  std::vector<int64_t> border;
+  for (int64_t oy = 0; oy < HO; ++oy)
+    for (int64_t ox = 0; ox < WO; ++ox) {
+      const int64_t po = oy * WO + ox;
+      for (int i = 0; i < KH; ++i)
+        for (int j = 0; j < KW; ++j) {
+          const int64_t iy = oy * s - ph + i * d, ix = ox * s - pw + j * d;
+          if (iy < 0 || iy >= H || ix < 0 || ix >= W) invalid[static_cast<size_t>(po * T + ninv[po]++)] = i * KW + j;
+        }
+      nvalid[static_cast<size_t>(po)] = static_cast<float>((T - ninv[po]) * C);
+      if (ninv[po]) border.push_back(po);
+    }
+
+  std::vector<uint64_t> apack(static_cast<size_t>(N * P * NW), 0);
+  std::vector<float> asum(static_cast<size_t>(N * P)), sa(static_cast<size_t>(N * PO), 0.f);
+  std::vector<uint64_t> cols(static_cast<size_t>(N * PO * L));
+  std::vector<uint64_t> wt(static_cast<size_t>(L * OP), 0);   // wt[k][o]
+  std::vector<int32_t> wpc(static_cast<size_t>(T * OP), 0);   // wpc[t][o] = popcount of w words
+  std::vector<float> wst(static_cast<size_t>(T * OP), 0.f);   // wst[t][o] = sum_c sw
+  std::vector<float> coef(static_cast<size_t>(5 * OP), 0.f);  // aw*aa, aw*aa*ba, bw*aa, bw*aa*ba, sum_t wst
+
+#pragma omp parallel
+  {
+    // weights: transposed words, per-tap popcounts and sums, output coefficients
+#pragma omp for schedule(static) nowait
+    for (int64_t o = 0; o < O; ++o) {
+      const float aw = wsc[2 * o], bw = wsc[2 * o + 1];
+      coef[static_cast<size_t>(o)] = aw * aa;
+      coef[static_cast<size_t>(OP + o)] = aw * aa * ba;
+      coef[static_cast<size_t>(2 * OP + o)] = bw * aa;
+      coef[static_cast<size_t>(3 * OP + o)] = bw * aa * ba;
+      for (int64_t t = 0; t < T; ++t) {
+        int c = 0;
+        for (int64_t k = 0; k < NW; ++k) {
+          const uint64_t v = wp[(o * T + t) * NW + k];
+          wt[static_cast<size_t>((t * NW + k) * OP + o)] = v;
+          c += popc64(v);
+        }
+        wpc[static_cast<size_t>(t * OP + o)] = c;
+        wst[static_cast<size_t>(t * OP + o)] = wsum[o * T + t];
+        coef[static_cast<size_t>(4 * OP + o)] += wsum[o * T + t];
+      }
+    }
+    // 1) activation signs -> apack[n][p][NW]
+#ifdef __AVX2__
+    std::vector<uint8_t> bytes(static_cast<size_t>((P + 7) / 8 * 32));
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t h = 0; h < 2 * NW; ++h)
+        pack_channels_avx2(x + n * C * P, C, P, NW, ba, h * 32, bytes.data(), &apack[static_cast<size_t>(n * P * NW)]);
+#else
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t wd = 0; wd < NW; ++wd)
+        pack_channels_scalar(x + n * C * P, C, P, NW, ba, wd, &apack[static_cast<size_t>(n * P * NW)]);
+#endif
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < N * P; ++i) {
+      int cnt = 0;
+      for (int64_t wd = 0; wd < NW; ++wd) cnt += popc64(apack[static_cast<size_t>(i * NW + wd)]);
+      asum[static_cast<size_t>(i)] = static_cast<float>(2 * cnt - C);
+    }
+    // 2) gather: cols[n][po][t][k] (0 for padded taps), sa[n][po] = sum of valid tap sign sums
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t oy = 0; oy < HO; ++oy)
+        for (int64_t ox = 0; ox < WO; ++ox) {
+          const int64_t po = oy * WO + ox;
+          uint64_t *dst = &cols[static_cast<size_t>((n * PO + po) * L)];
+          float acc = 0.f;
+          for (int i = 0; i < KH; ++i) {
+            const int64_t iy = oy * s - ph + i * d;
+            for (int j = 0; j < KW; ++j, dst += NW) {
+              const int64_t ix = ox * s - pw + j * d;
+              if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
+                std::memset(dst, 0, static_cast<size_t>(NW) * sizeof(uint64_t));
+                continue;
+              }
+              const int64_t off = n * P + iy * W + ix;
+              std::memcpy(dst, &apack[static_cast<size_t>(off * NW)], static_cast<size_t>(NW) * sizeof(uint64_t));
+              acc += asum[static_cast<size_t>(off)];
             }
-            if (bw != 0.f) res += bw * aa * sa[ox] + bw * aa * ba * nvalid[ox];
-            y[((n * O + o) * HO + oy) * WO + ox] = res;
+          }
+          sa[static_cast<size_t>(n * PO + po)] = acc;
+        }
+    // 3) per (image, channel block): mismatch counts -> y (contiguous output planes)
+    std::vector<int32_t> cnt(static_cast<size_t>(PO * kBlock));
+    std::vector<float> sw(static_cast<size_t>(PO * kBlock));
+#pragma omp for collapse(2) schedule(dynamic, 1)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t b = 0; b < nblocks; ++b) {
+        const int64_t o0 = b * kBlock, nc = (OP - o0 < kBlock) ? OP - o0 : kBlock;
+        for (int64_t po = 0; po < PO; ++po) {
+          const uint64_t *col = &cols[static_cast<size_t>((n * PO + po) * L)];
+          int32_t *out = &cnt[static_cast<size_t>(po * nc)];
+#ifdef __AVX2__
+          if (nc == kBlock) {
+            xor_popcount_lanes<kVec>(col, wt.data() + o0, OP, L, out);
+          } else {
+            for (int64_t q = 0; q < nc; q += 4) xor_popcount_lanes<1>(col, wt.data() + o0 + q, OP, L, out + q);
+          }
+#else
+          for (int64_t q = 0; q < nc; ++q)
+            out[q] = o0 + q < O ? static_cast<int32_t>(xor_popcount(col, wp + (o0 + q) * L, L)) : 0;
+#endif
+        }
+        for (int64_t po = 0; po < PO; ++po)
+          for (int64_t q = 0; q < nc; ++q) sw[static_cast<size_t>(po * nc + q)] = coef[static_cast<size_t>(4 * OP + o0 + q)];
+        for (const int64_t po : border)
+          for (int r = 0; r < ninv[po]; ++r) {
+            const int64_t t = invalid[static_cast<size_t>(po * T + r)];
+            for (int64_t q = 0; q < nc; ++q) {
+              cnt[static_cast<size_t>(po * nc + q)] -= wpc[static_cast<size_t>(t * OP + o0 + q)];
+              sw[static_cast<size_t>(po * nc + q)] -= wst[static_cast<size_t>(t * OP + o0 + q)];
+            }
+          }
+        for (int64_t q = 0; q < nc && o0 + q < O; ++q) {
+          const int64_t o = o0 + q;
+          const float c1 = coef[static_cast<size_t>(o)], c2 = coef[static_cast<size_t>(OP + o)];
+          const float c3 = coef[static_cast<size_t>(2 * OP + o)], c4 = coef[static_cast<size_t>(3 * OP + o)];
+          const float *san = &sa[static_cast<size_t>(n * PO)];
+          float *yo = y + (n * O + o) * PO;
+          for (int64_t po = 0; po < PO; ++po) {
+            const float m = static_cast<float>(cnt[static_cast<size_t>(po * nc + q)]);
+            yo[po] = c1 * (nvalid[po] - 2.f * m) + c2 * sw[static_cast<size_t>(po * nc + q)] + c3 * san[po] +
+                     c4 * nvalid[po];
           }
         }
       }
-    }
   }
   return 0;
 }
