@@ -12,8 +12,9 @@ Ratios are reference time / our time (> 1 means the custom kernel is faster):
   each timed call runs 8 DFC gates on 8 different inputs in one compiled graph, as inside a
   network, so the per-graph launch cost that dominates one small call is not what is compared)
 * ``lif_custom_vs_composite`` only when ``ascend_kernels.lif`` provides ``bench_lif()``.
-All runs use graph mode; the first calls (compiles) are excluded. Ratios use the minimum wall
-time over the repeats (the machine may be shared); CPU times are printed too.
+All runs use graph mode; the first calls (compiles) are excluded. Each pair being compared is
+timed interleaved (one call of each per round), and ratios use the minimum wall time over the
+rounds (the machine may be shared); CPU times are printed too.
 """
 import argparse
 import importlib
@@ -29,22 +30,29 @@ import mindspore.nn as nn
 CPU_TIMES = {}
 
 
-def _timeit(fn, repeat, name=None):
-    """Minimum wall time over ``repeat`` calls (robust to other load on a shared machine); the
-    median process CPU time per call is kept in CPU_TIMES[name]."""
-    fn()
-    fn()
-    ts, cs = [], []
-    for _ in range(repeat):
-        c = time.process_time()
-        t = time.perf_counter()
+def _timeit_interleaved(fns, repeat):
+    """Minimum wall time per function over ``repeat`` rounds, calling the functions in turn each
+    round, so a burst of outside load hits all of them alike."""
+    for fn in fns.values():
         fn()
-        ts.append(time.perf_counter() - t)
-        cs.append(time.process_time() - c)
-    if name:
-        CPU_TIMES[name] = statistics.median(cs)
-        print(f"[bench] {name}: min {min(ts) * 1e3:.2f} ms", file=sys.stderr, flush=True)
-    return min(ts)
+        fn()
+    best = {k: float("inf") for k in fns}
+    cpu = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            c = time.process_time()
+            t = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t)
+            cpu[k].append(time.process_time() - c)
+    for k in fns:
+        CPU_TIMES[k] = statistics.median(cpu[k])
+        print(f"[bench] {k}: min {best[k] * 1e3:.2f} ms", file=sys.stderr, flush=True)
+    return best
+
+
+def _timeit(fn, repeat, name):
+    return _timeit_interleaved({name: fn}, repeat)[name]
 
 
 class DFCChain(nn.Cell):
@@ -93,11 +101,11 @@ def run(repeat=10, quick=False):
             gx.asnumpy()
             return out
         return f
-    times["adder_custom_fwd"] = _timeit(fwd(adders["custom"]), repeat, "adder_custom_fwd")
+    times.update(_timeit_interleaved({"adder_custom_fwd": fwd(adders["custom"]), "conv_fwd": fwd(conv)},
+                                     2 * repeat))
     times["adder_unfold_fwd"] = _timeit(fwd(adders["composite"]), max(2, repeat // 2), "adder_unfold_fwd")
-    times["conv_fwd"] = _timeit(fwd(conv), repeat, "conv_fwd")
-    times["adder_custom_fwdbwd"] = _timeit(fwdbwd(adders["custom"]), repeat, "adder_custom_fwdbwd")
-    times["conv_fwdbwd"] = _timeit(fwdbwd(conv), repeat, "conv_fwdbwd")
+    times.update(_timeit_interleaved({"adder_custom_fwdbwd": fwdbwd(adders["custom"]),
+                                      "conv_fwdbwd": fwdbwd(conv)}, 2 * repeat))
     res["adder_fwd_vs_conv"] = times["conv_fwd"] / times["adder_custom_fwd"]
     res["adder_fwd_vs_unfold"] = times["adder_unfold_fwd"] / times["adder_custom_fwd"]
     res["adder_fwdbwd_vs_conv"] = times["conv_fwdbwd"] / times["adder_custom_fwdbwd"]
@@ -109,8 +117,9 @@ def run(repeat=10, quick=False):
     packed = PackedBinaryConv2d(w, padding=1, backend="custom")
     fconv = nn.Conv2d(256, 256, 3, pad_mode="pad", padding=1, has_bias=False)
     fconv.weight.set_data(Tensor(np.where(w >= 0, 1.0, -1.0).astype(np.float32)))
-    times["binary_packed"] = _timeit(lambda: packed(xb).asnumpy(), repeat, "binary_packed")
-    times["binary_float_conv"] = _timeit(lambda: fconv(xb).asnumpy(), repeat, "binary_float_conv")
+    # short calls: more rounds, interleaved
+    times.update(_timeit_interleaved({"binary_packed": lambda: packed(xb).asnumpy(),
+                                      "binary_float_conv": lambda: fconv(xb).asnumpy()}, 4 * repeat))
     res["binary_packed_vs_float"] = times["binary_float_conv"] / times["binary_packed"]
 
     # ---------------- DFC attention (eval)
@@ -124,8 +133,8 @@ def run(repeat=10, quick=False):
     for b, c in dfcs.items():
         c.set_train(False)
         chains[b] = DFCChain(c)
-    times["dfc_fused"] = _timeit(lambda: chains["custom"](xd, gd).asnumpy(), repeat, "dfc_fused")
-    times["dfc_composite"] = _timeit(lambda: chains["composite"](xd, gd).asnumpy(), repeat, "dfc_composite")
+    times.update(_timeit_interleaved({"dfc_fused": lambda: chains["custom"](xd, gd).asnumpy(),
+                                      "dfc_composite": lambda: chains["composite"](xd, gd).asnumpy()}, 2 * repeat))
     res["dfc_fused_vs_composite"] = times["dfc_composite"] / times["dfc_fused"]
 
     return res, times
