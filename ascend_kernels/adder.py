@@ -1,7 +1,7 @@
 """Adder 2-D convolution (AdderNet) kernels: custom (Hybrid DSL) and composite (unfold) forms.
 
-Both forms work on an input that is already zero-padded (padding is a stock ``ops.pad`` in the
-layer, so its gradient is the usual crop) and implement
+Both forms work on an input that is already zero-padded (by ``padding.ZeroPad`` in the layer,
+whose gradient is a crop) and implement
 
 * forward  ``Y[n,o,h,w] = -sum_{c,i,j} |Xp[n, g*Cg+c, h*s+i*d, w*s+j*d] - W[o,c,i,j]|``
 * backward (AdderNet paper, not the true derivative):
@@ -20,6 +20,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 
 from . import _hybrid
+from .padding import pad_zeros
 
 __all__ = ["AdderCustom", "AdderComposite", "adder_output_size", "scale_weight_grad",
            "numpy_reference"]
@@ -115,7 +116,7 @@ def _dilate_pad_dy(dy, hp, wp, kh, kw, stride, dilation):
     if lw > wp:
         dy = dy[:, :, :, :wp]
     ph, pw = (kh - 1) * dilation, (kw - 1) * dilation
-    return ops.pad(dy, (pw, wp - min(lw, wp), ph, hp - min(lh, hp)))
+    return pad_zeros(dy, (pw, wp - min(lw, wp), ph, hp - min(lh, hp)))
 
 
 class _ConvWeightGrad(nn.Cell):
@@ -152,14 +153,14 @@ class AdderCustom(nn.Cell):
     def construct(self, xp, w):
         wo = adder_output_size(xp.shape[3], self.kw, self.stride, self.dilation)
         if wo > 1 and wo % 2 == 1:
-            return self.fwd(ops.pad(xp, (0, self.stride, 0, 0)), w)[:, :, :, :wo]
+            return self.fwd(pad_zeros(xp, (0, self.stride)), w)[:, :, :, :wo]
         return self.fwd(xp, w)
 
     def bprop(self, xp, w, out, dout):
         wp = xp.shape[3]
         xq = xp
         if wp > 1 and wp % 2 == 1:
-            xq = ops.pad(xp, (0, 1, 0, 0))
+            xq = pad_zeros(xp, (0, 1))
         dz = _dilate_pad_dy(dout, xq.shape[2], xq.shape[3], self.kh, self.kw, self.stride, self.dilation)
         gx = self.gx(xq, w, dz)
         if wp > 1 and wp % 2 == 1:

@@ -3,13 +3,17 @@
 The shared object goes to ``$MINDCV_EXT_KERNEL_CACHE`` (default ``~/.cache/mindcv_ext/aot``),
 named by a hash of the source and flags, so it is built once per source version. The build tries
 ``-O3 -march=native -fopenmp`` (POPCNT via ``__builtin_popcountll``) and falls back to a portable
-``-O3`` build when a flag is not supported.
+``-O3`` build when a flag is not supported. :func:`call` runs a kernel on numpy arrays through the
+same calling convention MindSpore uses, outside the framework (tests of other builds, timing).
 """
+import ctypes
 import hashlib
 import os
 import shutil
 import subprocess
 import threading
+
+import numpy as np
 
 _LOCK = threading.Lock()
 _BUILT = {}
@@ -25,11 +29,15 @@ def cache_dir():
     return d
 
 
-def build(name):
-    """Path of the compiled ``csrc/<name>.cc`` shared object (compiled if missing)."""
+def build(name, flag_sets=None):
+    """Path of the compiled ``csrc/<name>.cc`` shared object (compiled if missing). ``flag_sets``
+    replaces the default list of flag sets tried in order (e.g. ``[["-O3", "-mno-avx2"]]`` for a
+    build without the AVX2 code paths)."""
+    flag_sets = FLAG_SETS if flag_sets is None else tuple(tuple(f) for f in flag_sets)
+    key = (name, tuple(tuple(f) for f in flag_sets))
     with _LOCK:
-        if name in _BUILT:
-            return _BUILT[name]
+        if key in _BUILT:
+            return _BUILT[key]
         src = os.path.join(CSRC, name + ".cc")
         with open(src, "rb") as f:
             code = f.read()
@@ -37,11 +45,11 @@ def build(name):
         if shutil.which(cxx) is None:
             raise RuntimeError(f"ascend_kernels: C++ compiler {cxx!r} not found; use the composite backend")
         errors = []
-        for flags in FLAG_SETS:
-            tag = hashlib.sha1(code + " ".join([cxx] + flags).encode()).hexdigest()[:16]
+        for flags in flag_sets:
+            tag = hashlib.sha1(code + " ".join([cxx, *flags]).encode()).hexdigest()[:16]
             out = os.path.join(cache_dir(), f"{name}_{tag}.so")
             if os.path.isfile(out):
-                _BUILT[name] = out
+                _BUILT[key] = out
                 return out
             tmp = out + f".tmp{os.getpid()}"
             cmd = [cxx, "-std=c++17", "-shared", "-fPIC", *flags, src, "-o", tmp]
@@ -49,7 +57,46 @@ def build(name):
             if res.returncode == 0:
                 os.replace(tmp, out)
                 STATS["compiles"] += 1
-                _BUILT[name] = out
+                _BUILT[key] = out
                 return out
             errors.append(" ".join(cmd) + "\n" + res.stderr[-2000:])
         raise RuntimeError("ascend_kernels: could not compile " + src + ":\n" + "\n".join(errors))
+
+
+_LIBS = {}
+
+
+def _symbol(so_path, symbol):
+    if so_path not in _LIBS:
+        _LIBS[so_path] = ctypes.CDLL(so_path)
+    fn = getattr(_LIBS[so_path], symbol)
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_DTYPES = {np.dtype(np.float32): b"float32", np.dtype(np.int64): b"int64", np.dtype(np.int32): b"int32"}
+
+
+def call(so_path, symbol, inputs, out_shape, out_dtype=np.float32):
+    """Run ``symbol`` of a built kernel on numpy ``inputs``; returns the output array.
+
+    Same arguments as MindSpore passes to an AOT kernel: the inputs then the output, with their
+    ranks, shapes and dtype names. A non-zero return code raises ``RuntimeError``."""
+    arrays = [np.ascontiguousarray(a) for a in inputs]
+    out = np.zeros(out_shape, out_dtype)
+    arrays.append(out)
+    n = len(arrays)
+    for a in arrays:
+        if a.dtype not in _DTYPES:
+            raise TypeError(f"ascend_kernels.aot.call: unsupported dtype {a.dtype}")
+    params = (ctypes.c_void_p * n)(*[a.ctypes.data for a in arrays])
+    ndims = (ctypes.c_int * n)(*[a.ndim for a in arrays])
+    shape_arrays = [(ctypes.c_int64 * max(a.ndim, 1))(*a.shape) for a in arrays]
+    shapes = (ctypes.POINTER(ctypes.c_int64) * n)(
+        *[ctypes.cast(sa, ctypes.POINTER(ctypes.c_int64)) for sa in shape_arrays])
+    dtypes = (ctypes.c_char_p * n)(*[_DTYPES[a.dtype] for a in arrays])
+    fn = _symbol(so_path, symbol)
+    rc = fn(ctypes.c_int(n), params, ndims, shapes, dtypes, None, None)
+    if rc != 0:
+        raise RuntimeError(f"ascend_kernels.aot.call: {symbol} returned {rc}")
+    return out

@@ -17,6 +17,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 
 from . import _hybrid
+from .padding import pad_zeros
 
 __all__ = ["SignSTECustom", "SignSTEComposite", "AdaBinCustom", "AdaBinComposite",
            "pack_signs", "packed_conv_primitive"]
@@ -62,7 +63,7 @@ def _flat_even(x):
     f = x.reshape(-1)
     n = f.shape[0]
     if n > 1 and n % 2 == 1:
-        f = ops.pad(f, (0, 1))
+        f = pad_zeros(f, (0, 1))
     return f, n
 
 

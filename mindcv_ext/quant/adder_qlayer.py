@@ -32,6 +32,7 @@ from mindspore import Tensor, nn, ops
 
 from ascend_kernels import registry as _registry
 from ascend_kernels.adder import AdderComposite, AdderCustom
+from ascend_kernels.padding import pad_zeros
 
 from .adder_quantizers import ActivationQuantizer, AdderLayerPlan, WeightQuantizer, check_bits, clamp_to_plan
 
@@ -82,7 +83,7 @@ class AdderFunction(nn.Cell):
 
     def construct(self, x, w):
         if self.has_pad:
-            x = ops.pad(x, self.pads)
+            x = pad_zeros(x, self.pads)
         if self.use_custom():
             return self.custom(x, w)
         return self.composite(x, w)

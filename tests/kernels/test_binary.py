@@ -43,6 +43,38 @@ def test_packed_equals_float_conv_of_signs(shape, k, stride, pad):
 
 
 @needs_aot
+@pytest.mark.parametrize("o,shape,stride,pad,dil", [(30, (2, 70, 7, 6), 1, 1, 1), (60, (1, 256, 9, 9), 1, 1, 1),
+                                                    (29, (1, 40, 9, 8), 2, 2, 2)])
+def test_packed_channel_blocks_and_dilation(o, shape, stride, pad, dil):
+    # 28-channel blocks (vector + scalar lanes), leftover groups of 4, channel counts not a multiple of 4
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((o, shape[1], 3, 3)).astype(np.float32)
+    m = PackedBinaryConv2d(w, stride=stride, padding=pad, dilation=dil, backend="custom")
+    ref = ops.conv2d(Tensor(_pm1(x)), Tensor(_pm1(w)), stride=stride, pad_mode="pad", padding=pad,
+                     dilation=dil).asnumpy()
+    np.testing.assert_array_equal(m(Tensor(x)).asnumpy(), ref)
+
+
+@needs_aot
+def test_portable_build_matches_native_build():
+    # the same source built without the AVX2 paths (scalar POPCNT loop, scalar sign packing)
+    from ascend_kernels import aot
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 70, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((30, 70, 3, 3)).astype(np.float32) + 0.1
+    m = PackedBinaryConv2d(w, padding=1, weight_mode="adabin", act_alpha=0.7, act_beta=0.25, backend="custom")
+    inputs = [x] + [t.asnumpy() for t in (m.wpack, m.wsum, m.cfg, m.act, m.wsc)]
+    native = aot.call(aot.build("binconv"), "BinaryConvPacked", inputs, (2, 30, 7, 6))
+    portable_so = aot.build("binconv", [["-O3", "-mno-avx2", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3"]])
+    portable = aot.call(portable_so, "BinaryConvPacked", inputs, (2, 30, 7, 6))
+    np.testing.assert_allclose(portable, native, rtol=1e-6, atol=1e-5)
+    np.testing.assert_array_equal(native, m(Tensor(x)).asnumpy())
+    with pytest.raises(RuntimeError, match="returned 3"):  # channel count disagreeing with cfg
+        aot.call(portable_so, "BinaryConvPacked", [x[:, :60]] + inputs[1:], (2, 30, 7, 6))
+
+
+@needs_aot
 @pytest.mark.parametrize("mode", ["xnor", "adabin"])
 def test_packed_scale_offset(mode):
     rng = np.random.default_rng(2)

@@ -6,7 +6,7 @@ import mindspore as ms
 import mindspore.ops as ops
 from mindspore import Tensor
 
-from ascend_kernels.padding import ZeroPad, pad_end, zero_pad
+from ascend_kernels.padding import ZeroPad, pad_end, pad_zeros, zero_pad
 
 
 def test_forward_matches_ops_pad():
@@ -14,6 +14,7 @@ def test_forward_matches_ops_pad():
     for pads in [(1, 2), (1, 2, 3, 0), (0, 0, 0, 0, 2, 1)]:
         np.testing.assert_array_equal(ZeroPad(pads)(x).asnumpy(), ops.pad(x, pads).asnumpy())
         np.testing.assert_array_equal(zero_pad(x, pads).asnumpy(), ops.pad(x, pads).asnumpy())
+        np.testing.assert_array_equal(pad_zeros(x, pads).asnumpy(), ops.pad(x, pads).asnumpy())
 
 
 def test_gradient_is_the_crop_in_a_compiled_loop():
@@ -32,7 +33,34 @@ def test_gradient_is_the_crop_in_a_compiled_loop():
     np.testing.assert_allclose(got, expect, rtol=0, atol=0)
 
 
+def test_pad_amounts_computed_inside_a_custom_bprop():
+    """A whole compiled train step through adder layers: their bprop pads the spread-out output
+    gradient with amounts derived from shapes (stride 2 included)."""
+    import mindspore.nn as nn
+    from mindcv_ext.models.layers.adder_conv import AdderConv2d
+
+    class Net(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.a = AdderConv2d(3, 4, 3, padding=1, backend="custom")
+            self.b = AdderConv2d(4, 5, 3, stride=2, padding=1, backend="custom")
+
+        def construct(self, x):
+            return self.b(self.a(x)).mean(axis=(2, 3))
+
+    net = Net()
+    rng = np.random.default_rng(3)
+    x = Tensor(rng.standard_normal((2, 3, 8, 8)).astype(np.float32))
+    y = Tensor(np.array([1, 3], np.int32))
+    loss = nn.WithLossCell(net, nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean"))
+    step = nn.TrainOneStepCell(loss, nn.SGD(net.trainable_params(), 0.01))
+    losses = [float(step(x, y).asnumpy()) for _ in range(3)]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
 def test_bad_pads():
+    with pytest.raises(ValueError, match="pads"):
+        pad_zeros(Tensor(np.zeros((1, 2), np.float32)), (1, 2, 3))
     with pytest.raises(ValueError, match="pads"):
         ZeroPad((1, 2, 3))
     with pytest.raises(ValueError, match="pads"):
