@@ -126,6 +126,18 @@ static void pack_channels_scalar(const float *x, int64_t C, int64_t P, int64_t N
 }
 #endif
 
+struct Workspace {
+  std::vector<uint64_t> apack, cols, wt;
+  std::vector<float> asum, sa, wst, coef;
+  std::vector<int32_t> wpc;
+};
+
+template <class T>
+static T *grow(std::vector<T> &v, int64_t n) {
+  if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
 extern "C" int BinaryConvPacked(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes,
                                 void *stream, void *extra) {
   (void)stream; (void)extra; (void)dtypes;
@@ -171,13 +183,24 @@ extern "C" int BinaryConvPacked(int nparam, void **params, int *ndims, int64_t *
       if (ninv[po]) border.push_back(po);
     }
 
-  std::vector<uint64_t> apack(static_cast<size_t>(N * P * NW), 0);
-  std::vector<float> asum(static_cast<size_t>(N * P)), sa(static_cast<size_t>(N * PO), 0.f);
-  std::vector<uint64_t> cols(static_cast<size_t>(N * PO * L));
-  std::vector<uint64_t> wt(static_cast<size_t>(L * OP), 0);   // wt[k][o]
-  std::vector<int32_t> wpc(static_cast<size_t>(T * OP), 0);   // wpc[t][o] = popcount of w words
-  std::vector<float> wst(static_cast<size_t>(T * OP), 0.f);   // wst[t][o] = sum_c sw
-  std::vector<float> coef(static_cast<size_t>(5 * OP), 0.f);  // aw*aa, aw*aa*ba, bw*aa, bw*aa*ba, sum_t wst
+  // Work buffers live per calling thread and only grow, so repeated calls do not pay for fresh
+  // pages; each is fully overwritten below (or zeroed where only partly written). Buffers above
+  // 64 MiB are released after the call.
+  thread_local Workspace ws;
+  uint64_t *apack = grow(ws.apack, N * P * NW);
+  float *asum = grow(ws.asum, N * P), *sa = grow(ws.sa, N * PO);
+  uint64_t *cols = grow(ws.cols, N * PO * L);
+  uint64_t *wt = grow(ws.wt, L * OP);  // wt[k][o]
+  int32_t *wpc = grow(ws.wpc, T * OP);  // wpc[t][o] = popcount of w words
+  float *wst = grow(ws.wst, T * OP);    // wst[t][o] = sum_c sw
+  float *coef = grow(ws.coef, 5 * OP);  // aw*aa, aw*aa*ba, bw*aa, bw*aa*ba, sum_t wst
+  std::memset(wt, 0, static_cast<size_t>(L * OP) * sizeof(uint64_t));  // channels >= O stay 0
+  std::memset(wpc, 0, static_cast<size_t>(T * OP) * sizeof(int32_t));
+  std::memset(wst, 0, static_cast<size_t>(T * OP) * sizeof(float));
+  std::memset(coef, 0, static_cast<size_t>(5 * OP) * sizeof(float));
+#ifndef __AVX2__
+  std::memset(apack, 0, static_cast<size_t>(N * P * NW) * sizeof(uint64_t));  // scalar packing ORs bits in
+#endif
 
 #pragma omp parallel
   {
@@ -255,9 +278,9 @@ extern "C" int BinaryConvPacked(int nparam, void **params, int *ndims, int64_t *
           int32_t *out = &cnt[static_cast<size_t>(po * nc)];
 #ifdef __AVX2__
           if (nc == kBlock) {
-            xor_popcount_lanes<kVec, kScalar>(col, wt.data() + o0, OP, L, out);
+            xor_popcount_lanes<kVec, kScalar>(col, wt + o0, OP, L, out);
           } else {
-            for (int64_t q = 0; q < nc; q += 4) xor_popcount_lanes<1, 0>(col, wt.data() + o0 + q, OP, L, out + q);
+            for (int64_t q = 0; q < nc; q += 4) xor_popcount_lanes<1, 0>(col, wt + o0 + q, OP, L, out + q);
           }
 #else
           for (int64_t q = 0; q < nc; ++q)
@@ -289,5 +312,6 @@ extern "C" int BinaryConvPacked(int nparam, void **params, int *ndims, int64_t *
         }
       }
   }
+  if (ws.cols.size() * sizeof(uint64_t) > (size_t{64} << 20)) ws = Workspace();
   return 0;
 }
