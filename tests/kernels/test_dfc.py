@@ -8,7 +8,7 @@ from mindspore import Tensor
 
 from mindcv_ext.models.layers.dfc_attention import DFCAttention, nearest_resize
 
-from _kernel_testutils import close, needs_hybrid
+from _kernel_testutils import close, needs_aot, needs_hybrid
 
 
 def test_interface_and_keys():
@@ -144,3 +144,23 @@ def test_graph_mode_composite_and_export_switch():
     finally:
         ms.set_context(mode=ms.PYNATIVE_MODE)
     close(got, ref, 1e-6)
+
+
+@needs_aot
+@pytest.mark.parametrize("flags", [None, [["-O3", "-mno-avx2", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3"]]])
+def test_pool_conv_kernel_matches_numpy(flags):
+    """AOT pool + 1x1 conv + padded store (both the native and a build without AVX2)."""
+    from ascend_kernels import aot
+    rng = np.random.default_rng(5)
+    so = aot.build("dfc_pool_conv", flags)
+    for n, c, o, hh, ww, p, extra in [(2, 16, 50, 12, 10, 2, 1), (1, 3, 5, 2, 4, 1, 0), (3, 40, 18, 8, 16, 3, 0)]:
+        x = rng.standard_normal((n, c, hh, ww)).astype(np.float32)
+        w = rng.standard_normal((o, c)).astype(np.float32)
+        h, wd = hh // 2, ww // 2
+        z = aot.call(so, "DfcPoolConv", [x, w, np.array([p, extra], np.int32)],
+                     (n, o, h + 2 * p, wd + 2 * p + extra))
+        ref = np.zeros_like(z)
+        ref[:, :, p:p + h, p:p + wd] = np.einsum("oc,nchw->nohw", w, x.reshape(n, c, h, 2, wd, 2).mean((3, 5)))
+        close(z, ref, 1e-5)
+    with pytest.raises(RuntimeError, match="returned 3"):  # odd input size
+        aot.call(so, "DfcPoolConv", [x[:, :, :7], w, np.array([p, extra], np.int32)], (3, 18, 9, 14))
