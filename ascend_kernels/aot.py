@@ -33,8 +33,8 @@ def build(name, flag_sets=None):
     """Path of the compiled ``csrc/<name>.cc`` shared object (compiled if missing). ``flag_sets``
     replaces the default list of flag sets tried in order (e.g. ``[["-O3", "-mno-avx2"]]`` for a
     build without the AVX2 code paths)."""
-    flag_sets = FLAG_SETS if flag_sets is None else tuple(tuple(f) for f in flag_sets)
-    key = (name, tuple(tuple(f) for f in flag_sets))
+    flag_sets = tuple(tuple(f) for f in (FLAG_SETS if flag_sets is None else flag_sets))
+    key = (name, flag_sets)
     with _LOCK:
         if key in _BUILT:
             return _BUILT[key]
