@@ -77,9 +77,9 @@ def run(repeat=10, quick=False):
     from mindspore import Tensor
 
     ms.set_context(mode=ms.GRAPH_MODE)
-    from mindcv_ext.models.layers.adder_conv import AdderConv2d
-    from mindcv_ext.models.layers.binary import PackedBinaryConv2d
-    from mindcv_ext.models.layers.dfc_attention import DFCAttention
+    from mindcv_ext.layers.adder_conv import AdderConv2d
+    from mindcv_ext.layers.binary import PackedBinaryConv2d
+    from mindcv_ext.layers.dfc_attention import DFCAttention
 
     rng = np.random.default_rng(0)
     res, times = {}, {}

@@ -37,7 +37,7 @@ def export_and_verify(net: nn.Cell, input_shape: Sequence[int], file_base: str, 
     net.set_train(False)
     x = np.random.default_rng(seed).standard_normal(tuple(input_shape)).astype(np.float32)
     import ascend_kernels
-    from .models.layers.gelu import set_gelu_export_mode
+    from .layers.gelu import set_gelu_export_mode
     with ascend_kernels.exporting():
         # ONNX has no Erf from MindSpore's exporter: exact GELUs switch to their erf-free form
         set_gelu_export_mode(net, erf_free=(file_format == "ONNX"))

@@ -24,7 +24,7 @@ from typing import Optional
 from mindspore import nn
 
 from ..quant import adder_config  # noqa: F401  (declares the quant: section adder configs carry)
-from .layers.adder_conv import AdderConv2d
+from ..layers.adder_conv import AdderConv2d
 from .registry import register_model
 from .resnet import BasicBlock, Bottleneck, CifarResNet, ResNet, bn
 

@@ -17,10 +17,10 @@ from typing import Dict, Optional
 import numpy as np
 from mindspore import nn, ops
 
-from .layers.dfc_attention import DFCAttention
-from .layers.drop_path import DropPath
-from .layers.helpers import make_divisible
-from .layers.squeeze_excite import SqueezeExcite
+from ..layers.dfc_attention import DFCAttention
+from ..layers.drop_path import DropPath
+from ..layers.helpers import make_divisible
+from ..layers.squeeze_excite import SqueezeExcite
 from .registry import register_model
 
 __all__ = ["GhostNetV2", "GhostModule", "DFCGhostModule", "GhostBottleneckV2", "ConvBnAct",

@@ -23,9 +23,9 @@ from mindspore.common.initializer import TruncatedNormal, Zero, initializer
 
 from ascend_kernels.padding import pad_end
 
-from .layers.drop_path import DropPath
-from .layers.gelu import GELU
-from .layers.lif import LIFSpike
+from ..layers.drop_path import DropPath
+from ..layers.gelu import GELU
+from ..layers.lif import LIFSpike
 from .registry import register_model
 
 __all__ = ["SNNMLP", "LIFBlock", "LIFModule", "PatchMerging", "snnmlp_t", "snnmlp_s", "snnmlp_b",

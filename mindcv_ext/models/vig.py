@@ -23,8 +23,8 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal
 
-from .layers.drop_path import DropPath
-from .layers.gelu import GELU, set_gelu_export_mode
+from ..layers.drop_path import DropPath
+from ..layers.gelu import GELU, set_gelu_export_mode
 from .registry import register_model
 
 __all__ = [

@@ -40,7 +40,7 @@ ENERGY_PJ = {"fp32_mul": 3.7, "fp32_add": 0.9, "int32_mul": 3.1, "int32_add": 0.
 
 
 def _adder_class():
-    from ..models.layers.adder_conv import AdderConv2d
+    from ..layers.adder_conv import AdderConv2d
     return AdderConv2d
 
 

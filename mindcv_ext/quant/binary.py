@@ -23,7 +23,7 @@ Quantizers (formulas from the compression spec, section 3; letters as in the off
   layer (spec 3.3): ``u = (x - beta_a) / alpha_a``, ``s = sign(u)`` with the Bi-Real surrogate
   ``ds/du = max(0, 2 - 2|u|)``; output as in the official code ``alpha_a * (s + beta_a)``
   (``form="coded"``) or the paper's ``alpha_a * s + beta_a`` (``form="paper"``). Runs on the shared
-  ``adabin_binarize`` operator (:mod:`mindcv_ext.models.layers.binary`).
+  ``adabin_binarize`` operator (:mod:`mindcv_ext.layers.binary`).
 
 The AdaBin activation quantizer uses the shared custom operator (custom kernel or composite twin,
 chosen by ``backend`` / :mod:`ascend_kernels`); larq's sign is a small Cell with a custom bprop.
@@ -43,7 +43,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal
 
-from ..models.layers.binary import AdaBinBinarize, SignSTE
+from ..layers.binary import AdaBinBinarize, SignSTE
 
 __all__ = ["Quantizer", "SignQuantizer", "AdaBinWeightQuantizer", "AdaBinActivationQuantizer",
            "BinaryConv2d", "BinaryDense", "get_quantizer", "is_binary",

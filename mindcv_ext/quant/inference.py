@@ -1,7 +1,7 @@
 """Turn a trained binary model into an inference graph on the bit-packed binary convolution.
 
 Every :class:`~mindcv_ext.quant.binary.BinaryConv2d` whose input and kernel quantizers are both
-binary is replaced by a :class:`~mindcv_ext.models.layers.binary.PackedBinaryConv2d` holding the
+binary is replaced by a :class:`~mindcv_ext.layers.binary.PackedBinaryConv2d` holding the
 packed kernel signs and the per-channel scale/offset (AdaBin: ``alpha_w`` = std, ``beta_w`` = mean;
 sign: 1, 0) and the layer's activation set (AdaBin coded form ``alpha_a (s + beta_a)``; sign: +-1).
 The packed layer's output equals the float convolution of the binarized, zero-padded tensors, i.e.
@@ -15,7 +15,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from ..models.layers.binary import PackedBinaryConv2d
+from ..layers.binary import PackedBinaryConv2d
 from .binary import AdaBinActivationQuantizer, AdaBinWeightQuantizer, BinaryConv2d, SignQuantizer
 
 __all__ = ["to_inference", "packed_layer", "threshold_ties", "PackedWithBias"]

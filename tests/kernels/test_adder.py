@@ -8,7 +8,7 @@ from mindspore import Tensor
 
 from ascend_kernels import _hybrid
 from ascend_kernels.adder import numpy_reference
-from mindcv_ext.models.layers.adder_conv import AdderConv2d
+from mindcv_ext.layers.adder_conv import AdderConv2d
 
 from _kernel_testutils import close, needs_hybrid
 

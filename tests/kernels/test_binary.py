@@ -5,7 +5,7 @@ import mindspore as ms
 from mindspore import Tensor, ops
 
 from ascend_kernels.binary import pack_signs
-from mindcv_ext.models.layers.binary import (AdaBinBinarize, PackedBinaryConv2d, SignSTE,
+from mindcv_ext.layers.binary import (AdaBinBinarize, PackedBinaryConv2d, SignSTE,
                                              adabin_binarize, sign_ste)
 
 from _kernel_testutils import close, needs_aot, needs_hybrid

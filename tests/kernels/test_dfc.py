@@ -6,7 +6,7 @@ import pytest
 import mindspore as ms
 from mindspore import Tensor
 
-from mindcv_ext.models.layers.dfc_attention import DFCAttention, nearest_resize
+from mindcv_ext.layers.dfc_attention import DFCAttention, nearest_resize
 
 from _kernel_testutils import close, needs_aot, needs_hybrid
 

@@ -64,7 +64,7 @@ def test_auto_backend_resolves_inside_a_compiled_step():
     import numpy as np
     import mindspore as ms
     from mindspore import Tensor
-    from mindcv_ext.models.layers.adder_conv import AdderConv2d
+    from mindcv_ext.layers.adder_conv import AdderConv2d
     from ascend_kernels.adder import numpy_reference
 
     ascend_kernels.set_backend("auto")

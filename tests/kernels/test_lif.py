@@ -13,7 +13,7 @@ from mindspore import Tensor, ops
 
 import ascend_kernels
 from ascend_kernels import lif as L
-from mindcv_ext.models.layers.lif import LIFSpike
+from mindcv_ext.layers.lif import LIFSpike
 
 from _kernel_testutils import needs_hybrid
 

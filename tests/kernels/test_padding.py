@@ -37,7 +37,7 @@ def test_pad_amounts_computed_inside_a_custom_bprop():
     """A whole compiled train step through adder layers: their bprop pads the spread-out output
     gradient with amounts derived from shapes (stride 2 included)."""
     import mindspore.nn as nn
-    from mindcv_ext.models.layers.adder_conv import AdderConv2d
+    from mindcv_ext.layers.adder_conv import AdderConv2d
 
     class Net(nn.Cell):
         def __init__(self):

@@ -15,7 +15,7 @@ import mindcv_ext
 from mindcv_ext.config import load_config
 from mindcv_ext.models import model_family
 from mindcv_ext.models.adder_resnet import AdderHead
-from mindcv_ext.models.layers.adder_conv import AdderConv2d
+from mindcv_ext.layers.adder_conv import AdderConv2d
 from mindcv_ext.utils.summary import count_params
 
 ms.set_context(mode=ms.PYNATIVE_MODE)

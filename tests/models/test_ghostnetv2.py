@@ -288,7 +288,7 @@ def test_drop_path_is_optional_and_linear():
 # ------------------------------------------------------------------------------ shared layers
 
 def test_make_divisible_rule():
-    from mindcv_ext.models.layers.helpers import make_divisible
+    from mindcv_ext.layers.helpers import make_divisible
     # nearest multiple of 4, at least 4, plus 4 when rounding lost more than 10 % (spec 1.2)
     assert [make_divisible(v, 4) for v in (16 * 1.3, 48 * 1.3, 72 * 1.6, 1.0, 10.0, 962.0)] == \
         [20, 64, 116, 4, 12, 964]

@@ -351,7 +351,7 @@ def test_grapher_matches_numpy_reference(reduce_ratio, dilation):
 
 
 def test_gelu_is_exact_and_export_form_agrees():
-    from mindcv_ext.models.layers.gelu import GELU, gelu_erf_free
+    from mindcv_ext.layers.gelu import GELU, gelu_erf_free
     x = np.linspace(-6, 6, 2001).astype(np.float32)
     exact = _np_gelu(x.astype(np.float64))
     np.testing.assert_allclose(GELU()(ms.Tensor(x)).asnumpy(), exact, atol=2e-6)

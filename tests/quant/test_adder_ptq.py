@@ -14,7 +14,7 @@ from mindspore import nn, ops
 
 from ascend_kernels.adder import numpy_reference
 from mindcv_ext.config import ConfigError, load_config
-from mindcv_ext.models.layers.adder_conv import AdderConv2d
+from mindcv_ext.layers.adder_conv import AdderConv2d
 from mindcv_ext.quant import adder_ptq as ptq
 from mindcv_ext.quant.adder_qlayer import QuantAdderConv2d
 from mindcv_ext.quant.adder_quantizers import (ActivationQuantizer, WeightQuantizer, abs_quantile, clamp_to_plan,
