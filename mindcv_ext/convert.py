@@ -6,23 +6,14 @@ prefixes, profiling and BN counter entries); each model family maps the remainin
 keys to its own parameter names in ``convert_official_state_dict(state_dict, model_name)``.
 """
 import os
-from typing import Dict, List, Tuple
+from typing import Dict
 
 import numpy as np
 
+from .models.keymaps import ConversionError, bn_key_map  # noqa: F401  (re-exported)
+
 _WRAPPER_KEYS = ("state_dict_ema", "state_dict", "model", "net", "module")
 _DROP_SUFFIXES = ("total_ops", "total_params", "num_batches_tracked")
-
-
-class ConversionError(ValueError):
-    """A checkpoint that cannot be mapped onto the model; the message names every bad key."""
-
-
-def bn_key_map(torch_prefix: str, ms_prefix: str) -> List[Tuple[str, str]]:
-    """The (official key, MindSpore name) pairs of one BatchNorm layer."""
-    pairs = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
-             ("running_var", "moving_variance"))
-    return [(f"{torch_prefix}.{t}", f"{ms_prefix}.{m}") for t, m in pairs]
 
 
 def load_state_dict_file(path: str, prefer_ema: bool = False) -> Dict[str, np.ndarray]:
@@ -80,9 +71,8 @@ def clean_state_dict(raw, prefer_ema: bool = False) -> Dict[str, np.ndarray]:
 
 def convert_state_dict(model_name: str, state_dict: Dict[str, np.ndarray], **model_kwargs) -> Dict[str, np.ndarray]:
     """Map an official state dict onto ``model_name`` and check every name and shape."""
-    from mindcv_ext.models import create_model, model_module
-    module = model_module(model_name)
-    mapper = getattr(module, "convert_official_state_dict", None)
+    from .models import create_model, family_hooks
+    mapper = family_hooks(model_name).converter
     if mapper is None:
         raise ConversionError(f"model '{model_name}' has no converter for official checkpoints")
     state_dict = clean_state_dict(dict(state_dict))
@@ -107,7 +97,7 @@ def convert_state_dict(model_name: str, state_dict: Dict[str, np.ndarray], **mod
 
 def convert_checkpoint(model_name: str, src: str, out: str, prefer_ema: bool = False, **model_kwargs) -> int:
     """Convert file ``src`` for ``model_name`` and save a MindSpore checkpoint at ``out``."""
-    from mindcv_ext.engine.checkpoint import save_param_dict
+    from .utils.checkpoint import save_param_dict
     mapped = convert_state_dict(model_name, load_state_dict_file(src, prefer_ema=prefer_ema), **model_kwargs)
     save_param_dict(mapped, out)
     return len(mapped)

@@ -47,3 +47,31 @@ def create_optimizer(name: str, groups: List[dict], lr, momentum: float = 0.9, n
         # TF-style RMSProp (as in the EfficientNet/GhostNet recipes): decay 0.9, eps inside the sqrt.
         return nn.RMSProp(groups, learning_rate=lr, decay=0.9, momentum=momentum, epsilon=eps)
     raise ValueError(f"unknown optim.name '{name}' (sgd, adamw, adam, rmsprop)")
+
+
+def optimizer_from_config(cfg, params: Sequence[ms.Parameter], steps_per_epoch: int,
+                          param_filters: Optional[dict] = None):
+    """``(optimizer, per-step lrs)`` from the ``optim``/``sched`` sections: the schedule over
+    ``train.epochs`` (rebuilt from the config, also on resume), decay/no-decay groups and the
+    optional ``optim.extra_group`` (a family's parameter filter with its own lr, frozen for
+    ``frozen_epochs``)."""
+    from .scheduler import lr_per_step
+    o, s = cfg.optim, cfg.sched
+    lrs = lr_per_step(s.name, o.lr, cfg.train.epochs, steps_per_epoch, s.warmup_epochs, s.warmup_lr_init, s.min_lr,
+                      s.decay_epochs, s.decay_rate)
+    extra_filter = extra_lr = None
+    if o.extra_group:
+        spec = o.extra_group
+        unknown = set(spec) - {"filter", "lr", "frozen_epochs"}
+        if unknown or "filter" not in spec:
+            raise ValueError(f"optim.extra_group takes filter, lr, frozen_epochs; got {sorted(spec)}")
+        filters = param_filters or {}
+        if spec["filter"] not in filters:
+            raise ValueError(f"optim.extra_group.filter '{spec['filter']}': the model family of "
+                             f"'{cfg.model.name}' declares {sorted(filters) or 'no parameter filters'}")
+        scale = float(spec.get("lr", o.lr)) / o.lr
+        frozen = int(spec.get("frozen_epochs", 0)) * steps_per_epoch
+        extra_filter = filters[spec["filter"]]
+        extra_lr = [0.0 if i < frozen else lr * scale for i, lr in enumerate(lrs)]
+    groups = param_groups(params, o.weight_decay, o.filter_bias_and_bn, lrs, extra_filter, extra_lr)
+    return create_optimizer(o.name, groups, lrs, o.momentum, o.nesterov, o.eps, o.betas), lrs

@@ -1,6 +1,6 @@
 """AdaBin binary networks (ECCV 2022) and their plain sign-BNN twins.
 
-Layouts follow the compression spec, section 3.5 (read from the official code,
+Layouts follow the official AdaBin code (
 huawei-noah/Efficient-Computing ``BinaryNetworks/AdaBin``):
 
 * ``adabin_resnet20`` (CIFAR): float stem conv3x3(3, 16) + BN + Maxout; three stages of three
@@ -38,10 +38,11 @@ from ascend_kernels.padding import ZeroPad
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import HeNormal, Normal, initializer
 
+from ..layers.helpers import parse_kernels
 from ..quant.binary import (AdaBinActivationQuantizer, AdaBinWeightQuantizer, BinaryConv2d,
                             ProgressiveSchedule, SignQuantizer, model_size_bits, model_size_summary,
                             set_progressive)
-from .registry import register_model
+from .registry import Family, register_model
 
 __all__ = ["Maxout", "AdaBinBasicBlock", "AdaBinCifarResNet", "AdaBinResNet", "AdaBinVGGSmall",
            "convert_official_state_dict", "model_size_bits", "model_size_summary", "train_callbacks",
@@ -107,9 +108,7 @@ def binary_conv_factory(quantizer: str = "adabin", form: str = "coded", weight_i
 
     ``kernels`` (auto | custom | composite | None = global choice) picks the shared binarizer's backend.
     """
-    if kernels not in (None, "auto", "custom", "composite"):
-        raise ValueError(f"kernels must be auto, custom or composite, got {kernels!r}")
-    backend = None if kernels in (None, "auto") else kernels
+    backend = parse_kernels(kernels)
     quantizer = str(quantizer).lower()
     if quantizer not in ("adabin", "sign"):
         raise ValueError(f"quantizer must be 'adabin' or 'sign', got {quantizer!r}")
@@ -134,7 +133,7 @@ def _float_conv(in_ch, out_ch, k, stride=1, padding=0, weight_init="fan_in"):
 
 
 class AdaBinBasicBlock(nn.Cell):
-    """Two binary 3x3 convs, each with BN, its own shortcut and a non-linearity (spec 3.5)."""
+    """Two binary 3x3 convs, each with BN, its own shortcut and a non-linearity (official AdaBin code)."""
 
     def __init__(self, in_planes: int, planes: int, stride: int, conv: Callable, shortcut: str = "A",
                  nonlinearity: str = "maxout", weight_init: str = "fan_in"):
@@ -382,7 +381,7 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
     The EDE schedule values of each binary conv (not in official checkpoints) get the official
     layer defaults k = 10, t = 0.1 (they do not change the forward pass).
     """
-    from ..convert import ConversionError
+    from .keymaps import ConversionError
     if not model_name.startswith("adabin_"):
         raise ConversionError(f"official AdaBin checkpoints map only onto adabin_* models, not '{model_name}' "
                               "(the sign-BNN twins have no official weights)")
@@ -410,3 +409,9 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
     if bad:
         raise ConversionError(f"{len(bad)} official keys have no place in '{model_name}': {', '.join(sorted(bad)[:20])}")
     return out
+
+
+FAMILY = Family(converter=convert_official_state_dict, train_callbacks=train_callbacks, model_size=model_size_bits,
+                kernels=True, input_sizes={n: 32 for n in ("adabin_resnet20", "bnn_resnet20", "adabin_vgg_small",
+                                                            "bnn_vgg_small")},
+                paper="Tu et al., AdaBin: Improving Binary Neural Networks with Adaptive Binary Sets, ECCV 2022")

@@ -1,6 +1,6 @@
 """AdderNet ResNets: every convolution inside the residual blocks is an adder layer.
 
-Layout (compression spec 1.3, read from huawei-noah/AdderNet resnet20.py / resnet50.py):
+Layout (read from huawei-noah/AdderNet resnet20.py / resnet50.py):
 
 * adder layers: every 3x3 and 1x1 convolution of the residual blocks, including the 1x1
   downsample of the shortcut ("option B": adder 1x1 with the block's stride, then BatchNorm);
@@ -12,26 +12,25 @@ Layout (compression spec 1.3, read from huawei-noah/AdderNet resnet20.py / resne
 
 The block layouts are the float ones of :mod:`mindcv_ext.models.resnet` with the adder layer as
 their ``conv`` factory. ``eta`` is the adaptive learning-rate scaling of the adder weight
-gradients (spec 1.2: ``g <- g / ||g||_2 * sqrt(numel) * eta``; the official code uses 0.2,
+gradients (AdderNet adaptive learning rate: ``g <- g / ||g||_2 * sqrt(numel) * eta``; the official code uses 0.2,
 ``None`` switches the scaling off). ``kernels``/``backend`` choose the adder implementation
 (``auto``, ``custom`` kernel or ``composite`` stock ops).
 
-ResNet-20 has 272,484 trainable parameters for 10 classes and 278,424 for 100 (spec 1.3).
+ResNet-20 has 272,484 trainable parameters for 10 classes and 278,424 for 100 (huawei-noah/AdderNet).
 """
 from functools import partial
 from typing import Optional
 
 from mindspore import nn
 
-from ..quant import adder_config  # noqa: F401  (declares the quant: section adder configs carry)
 from ..layers.adder_conv import AdderConv2d
-from .registry import register_model
+from ..layers.helpers import parse_kernels
+from .registry import Family, register_model
 from .resnet import BasicBlock, Bottleneck, CifarResNet, ResNet, bn
 
 __all__ = ["AdderHead", "adder_conv", "DEFAULT_ETA"]
 
-DEFAULT_ETA = 0.2  # huawei-noah/AdderNet adder.py divides the normalised gradient by 5 (spec 1.2)
-_BACKENDS = {"auto": None, None: None, "custom": "custom", "composite": "composite"}
+DEFAULT_ETA = 0.2  # huawei-noah/AdderNet adder.py divides the normalised gradient by 5 (huawei-noah/AdderNet)
 
 
 def adder_conv(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, padding: int = 0,
@@ -63,17 +62,7 @@ def _options(kwargs: dict):
     if eta is not None and (isinstance(eta, bool) or not isinstance(eta, (int, float)) or eta <= 0):
         raise ValueError(f"eta (adaptive gradient scaling of the adder weights) must be a positive number "
                          f"or None, got {eta!r}")
-    kernels = kwargs.pop("kernels", "auto")
-    backend = kwargs.pop("backend", None)
-    if kernels not in _BACKENDS:
-        raise ValueError(f"kernels must be one of 'auto', 'custom', 'composite', got {kernels!r}")
-    if backend not in _BACKENDS:
-        raise ValueError(f"backend must be None, 'custom' or 'composite', got {backend!r}")
-    chosen = _BACKENDS[kernels]
-    if backend is not None:
-        if chosen is not None and chosen != backend:
-            raise ValueError(f"conflicting adder backends: kernels={kernels!r} and backend={backend!r}")
-        chosen = backend
+    chosen = parse_kernels(kwargs.pop("kernels", "auto"))
     for fixed in ("conv", "stem_conv", "head", "block"):
         if fixed in kwargs:
             raise ValueError(f"'{fixed}' is fixed by the adder layout; use resnet.CifarResNet/ResNet directly")
@@ -115,3 +104,7 @@ def adder_resnet18(num_classes=1000, in_channels=3, **kwargs):
 def adder_resnet50(num_classes=1000, in_channels=3, **kwargs):
     """Adder ResNet-50 (ImageNet layout, 224x224, bottleneck blocks)."""
     return _imagenet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, kwargs)
+
+
+FAMILY = Family(kernels=True, input_sizes={"adder_resnet20": 32, "adder_resnet32": 32},
+                paper="Chen et al., AdderNet: Do We Really Need Multiplications in Deep Learning?, CVPR 2020")
