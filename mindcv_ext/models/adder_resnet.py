@@ -160,5 +160,6 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
         else:
             bad.append(key)
     if bad:
-        raise ConversionError(f"{len(bad)} official keys have no place in '{model_name}': {', '.join(sorted(bad)[:20])}")
+        raise ConversionError(f"{len(bad)} official keys have no place in '{model_name}': "
+                              f"{', '.join(sorted(bad)[:20])}")
     return out

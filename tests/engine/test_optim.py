@@ -168,7 +168,8 @@ def test_clip_by_group_none_leaves_a_group_alone():
 
 def test_param_group_ids_and_checks():
     params = [Parameter(Tensor(np.zeros(1, np.float32)), name=n)
-              for n in ("layers.0.blocks.0.lif_module.lif1.tau", "head.weight", "layers.0.blocks.0.lif_module.lif2.Vth")]
+              for n in ("layers.0.blocks.0.lif_module.lif1.tau", "head.weight",
+                        "layers.0.blocks.0.lif_module.lif2.Vth")]
     ids = param_group_ids(params, [lambda n: n.rsplit(".", 1)[-1] in ("tau", "Vth")])
     assert ids == (1, 0, 1)
     check_group_clip(ids, (5.0, 5.0))
