@@ -193,3 +193,52 @@ def test_adamw_compiles_inside_a_train_step():
     np.testing.assert_allclose(w.asnumpy(), _np_adamw(w0, [g[0] for g in grads], lrs, 0.05), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(b.asnumpy(), _np_adamw(b0, [g[1] for g in grads], lrs, 0.0, start=1),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_group_clipped_step_compiles_with_a_late_group():
+    """The SNN-MLP step: main weights and a LIF-like scalar clipped separately (norm 5 each), the
+    scalar's AdamW group starting after the first "epoch"; compiled and PyNative runs agree."""
+    from mindspore import nn, ops
+
+    class Net(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.dense = nn.Dense(4, 3)
+            self.tau = Parameter(Tensor(np.array([0.25], np.float32)), name="tau")
+
+        def construct(self, x):
+            return self.dense(x) * self.tau * 40.0
+
+    class Step(nn.TrainOneStepCell):
+        def __init__(self, net_with_loss, optimizer, ids):
+            super().__init__(net_with_loss, optimizer)
+            self.ids = ids
+
+        def construct(self, x, y):
+            loss = self.network(x, y)
+            grads = self.grad(self.network, self.weights)(x, y, ops.ones_like(loss))
+            self.optimizer(clip_by_group(grads, self.ids, (5.0, 5.0)))
+            return loss
+
+    def run(compiled):
+        ms.set_seed(0)
+        net = Net()
+        params = net.trainable_params()
+        groups = [{"params": [p for p in params if p.name != "tau"], "weight_decay": 0.05, "lr": [0.01] * 4},
+                  {"params": [net.tau], "weight_decay": 0.0, "lr": [0.001] * 4, "frozen_steps": 2}]
+        ids = param_group_ids(params, [lambda n: n == "tau"])
+        step = Step(nn.WithLossCell(net, nn.MSELoss()), create_optimizer("adamw", groups, [0.01] * 4), ids)
+        fn = ms.jit(step.construct) if compiled else step
+        rng = np.random.default_rng(0)
+        taus = []
+        for _ in range(4):
+            x, y = rng.standard_normal((8, 4)), rng.standard_normal((8, 3))
+            fn(Tensor(x.astype(np.float32)), Tensor(y.astype(np.float32)))
+            taus.append(float(net.tau.asnumpy()[0]))
+        return taus, net.dense.weight.asnumpy()
+
+    taus, w = run(compiled=True)
+    assert taus[0] == taus[1] == 0.25 and taus[2] != 0.25  # untouched while frozen
+    taus_py, w_py = run(compiled=False)
+    np.testing.assert_allclose(taus, taus_py, rtol=1e-5)
+    np.testing.assert_allclose(w, w_py, rtol=1e-5, atol=1e-6)
