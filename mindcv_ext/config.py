@@ -51,6 +51,8 @@ SCHEMA: Dict[str, Dict[str, tuple]] = {
         "crop_pct": ((float,), 0.875),
         "max_samples": ((int, NoneType), None),
         "skip_bad_images": ((bool,), False),
+        "crop_mode": ((str,), "rrc"),      # rrc (RandomResizedCrop) | pad_crop (CIFAR: pad 4 + random crop)
+        "cutout": ((int,), 0),             # side of the Cutout square (16 for DARTS retraining); 0 = off
     },
     "train": {
         "epochs": ((int,), 10),
@@ -86,6 +88,7 @@ SCHEMA: Dict[str, Dict[str, tuple]] = {
         "min_lr": ((float,), 1e-6),
         "decay_epochs": ((float,), 30.0),
         "decay_rate": ((float,), 0.1),
+        "per_epoch": ((bool,), False),     # the schedule moves once per epoch (official CIFAR scripts)
     },
     "loss": {
         "name": ((str,), "ce"),
@@ -104,7 +107,7 @@ SCHEMA: Dict[str, Dict[str, tuple]] = {
 CORE_SECTIONS = tuple(SCHEMA)
 TOP_LEVEL = {"task": ((str,), "classification")}
 CHOICES = {
-    ("optim", "name"): ("sgd", "momentum", "adamw", "adam", "rmsprop"),
+    ("optim", "name"): ("sgd", "momentum", "adamw", "adamw_nobias", "adam", "rmsprop"),
     ("sched", "name"): ("cosine", "step", "exponential", "constant"),
     ("loss", "name"): ("ce", "soft_target"),
     ("train", "amp_level"): ("O0", "O1", "O2", "O3"),
@@ -112,6 +115,7 @@ CHOICES = {
     ("model", "kernels"): ("auto", "custom", "composite"),
     ("data", "interpolation"): ("bilinear", "bicubic", "nearest", "area"),
     ("model", "pretrained_mode"): ("strict", "backbone", "skip_head", "key_map"),
+    ("data", "crop_mode"): ("rrc", "pad_crop"),
 }
 
 
@@ -135,6 +139,7 @@ RANGES = {
     ("data", "val_split"): _between(0, 1, hi_open=True), ("data", "re_prob"): _between(0, 1),
     ("data", "mixup"): _between(0), ("data", "cutmix"): _between(0), ("data", "hflip"): _between(0, 1),
     ("data", "crop_pct"): _between(0, 1, lo_open=True), ("data", "max_samples"): _between(1),
+    ("data", "cutout"): _between(0),
     ("train", "epochs"): _between(1), ("train", "clip_grad"): _between(0, lo_open=True),
     ("train", "ema_decay"): _between(0, 1, lo_open=True, hi_open=True), ("train", "log_interval"): _between(1),
     ("train", "val_interval"): _between(1), ("train", "max_steps_per_epoch"): _between(1),

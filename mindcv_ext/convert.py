@@ -3,8 +3,10 @@
 Reading: ``.pth``/``.pth.tar``/``.pt`` through torch (when installed), ``.npz`` and
 ``.safetensors`` without it. Generic clean-up happens here (wrapper dicts, ``module.``
 prefixes, profiling and BN counter entries); each model family maps the remaining official
-keys to its own parameter names in ``convert_official_state_dict(state_dict, model_name)``.
+keys to its own parameter names in ``convert_official_state_dict(state_dict, model_name)``
+(with a ``model_kwargs`` argument when it needs the options the model is built with).
 """
+import inspect
 import os
 from typing import Dict
 
@@ -76,7 +78,11 @@ def convert_state_dict(model_name: str, state_dict: Dict[str, np.ndarray], **mod
     if mapper is None:
         raise ConversionError(f"model '{model_name}' has no converter for official checkpoints")
     state_dict = clean_state_dict(dict(state_dict))
-    mapped = mapper(state_dict, model_name)
+    # a family whose converter needs the build options (e.g. frozen SNN-MLP LIF scalars) takes model_kwargs
+    if "model_kwargs" in inspect.signature(mapper).parameters:
+        mapped = mapper(state_dict, model_name, model_kwargs=dict(model_kwargs))
+    else:
+        mapped = mapper(state_dict, model_name)
     net = create_model(model_name, **model_kwargs)
     expected = {name: tuple(p.shape) for name, p in net.parameters_dict().items()}
     missing = sorted(set(expected) - set(mapped))

@@ -8,7 +8,7 @@ import numpy as np
 import mindspore.dataset as ds
 
 from .registry import DatasetError, create_dataset, dataset_info
-from .transforms import MixupCutmix, create_transforms
+from .transforms import MixupCutmix, create_transforms, reseed_transforms
 
 
 class EpochSampler:
@@ -86,7 +86,8 @@ class Loader:
             self.transforms = create_transforms(
                 data_cfg.image_size, self.is_training, data_cfg.mean, data_cfg.std, scale=data_cfg.scale,
                 hflip=data_cfg.hflip, auto_augment=data_cfg.auto_augment, re_prob=data_cfg.re_prob,
-                interpolation=data_cfg.interpolation, crop_pct=data_cfg.crop_pct)
+                interpolation=data_cfg.interpolation, crop_pct=data_cfg.crop_pct, crop_mode=data_cfg.crop_mode,
+                cutout=data_cfg.cutout, seed=seed)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -104,6 +105,7 @@ class Loader:
         data = ds.GeneratorDataset(self.sampler, column_names=list(self.columns), shuffle=False,
                                    num_parallel_workers=1)
         if self.transforms is not None:
+            reseed_transforms(self.transforms, self.seed * 1000 + epoch)
             data = data.map(self.transforms, input_columns="image", num_parallel_workers=self.workers)
         collate = getattr(self.source, "collate", None)
         if self.mixer is not None:

@@ -13,7 +13,8 @@ Every norm is GroupNorm(1, C) (eps 1e-5); every "linear" inside the blocks is a 
 ``LIFBlock`` is ``x + dp(lif_module(norm1(x)))`` then ``x + dp(mlp(norm2(x)))``; the LIF module
 runs conv1 -> GN -> GELU -> depthwise 3x3 -> GN -> GELU, then two parallel branches (LIF along H
 then conv2_1 -> GELU; LIF along W then conv2_2 -> GELU), sums them, and ends with GN -> conv3.
-GELU is the exact erf form. The LIF scalars ``tau``/``Vth`` are learnable per ``LIFSpike``.
+GELU is the exact erf form. The LIF scalars ``tau``/``Vth`` are learnable per ``LIFSpike``; with
+``lif_fix_tau`` / ``lif_fix_vth`` they are non-trainable Parameters (buffers) that still load and save.
 """
 from typing import Dict, Optional, Sequence
 
@@ -260,7 +261,8 @@ def lif_param_filter(param_name: str) -> bool:
 # --------------------------------------------------------------------------------------------
 # Official checkpoint conversion
 # --------------------------------------------------------------------------------------------
-def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: str) -> Dict[str, np.ndarray]:
+def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: str,
+                                model_kwargs: Optional[dict] = None) -> Dict[str, np.ndarray]:
     """Map an official SNN-MLP state dict (already unwrapped and cleaned) to our parameter names.
 
     Every official key has a counterpart with the same path: convs/Dense keep ``weight``/``bias``,
@@ -268,6 +270,14 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
     stored (shape [1]). Keys that are not parameters of the official ``model_name`` (the standard
     1000-class head is assumed only for the key names) raise ``ConversionError`` naming them;
     missing keys and shape mismatches are reported by ``mindcv_ext.convert.convert_state_dict``.
+
+    Frozen LIF scalars: with ``--lif_fix_tau`` / ``--lif_fix_vth`` the official ``LIFSpike`` keeps
+    tau / Vth as plain floats (the init values), so such files hold no ``tau`` / ``Vth`` keys. Here
+    they are non-trainable Parameters (buffers) and get the init value: when the model is built
+    frozen (``model_kwargs`` ``lif_fix_tau`` / ``lif_fix_vth``), or when the file holds none of them
+    (the official fixed option). The value is ``lif_init_tau`` / ``lif_init_vth`` from
+    ``model_kwargs``, else the official training defaults 0.25 / 0.1. A file missing only some of
+    them is reported as missing keys.
     """
     from .keymaps import ConversionError
 
@@ -279,7 +289,16 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
     if unknown:
         raise ConversionError(f"{len(unknown)} keys are not parameters of official {model_name}: "
                               f"{', '.join(unknown[:20])}")
-    return {official[k]: v for k, v in state_dict.items()}
+    out = {official[k]: v for k, v in state_dict.items()}
+    kwargs = dict(model_kwargs or {})
+    for leaf, fix_key, init_key, default in (("tau", "lif_fix_tau", "lif_init_tau", LIF_INIT_TAU),
+                                             ("Vth", "lif_fix_vth", "lif_init_vth", LIF_INIT_VTH)):
+        names = [k for k in official.values() if k.endswith(f".{leaf}")]
+        absent = [k for k in names if k not in out]
+        if absent and (kwargs.get(fix_key) or len(absent) == len(names)):
+            value = np.array([kwargs.get(init_key, default)], np.float32)
+            out.update({k: value for k in absent})
+    return out
 
 
 def official_key_map(model_name: str) -> Dict[str, str]:

@@ -17,7 +17,7 @@ from ..data.loader import Loader
 from ..engine.distributed import init_distributed
 from ..engine.ema import ModelEMA
 from ..engine.loop import fit, set_seed
-from ..engine.optim import optimizer_from_config
+from ..engine.optim import optimizer_from_config, param_group_ids
 from ..engine.step import TrainStep, compiled
 from ..models.registry import build_model, family_hooks
 from ..utils.checkpoint import load_weights, save_weights
@@ -85,9 +85,19 @@ class Task:
         self.ema = ModelEMA(self.net, self.cfg.train.ema_decay) if self.cfg.train.ema else None
         if hooks.train_callbacks is not None:
             self.callbacks += list(hooks.train_callbacks(self.cfg))
-        self.step_cell = TrainStep(self.loss_cell(), opt, self.cfg.train.clip_grad)
+        self.step_cell = TrainStep(self.loss_cell(), opt, self.cfg.train.clip_grad,
+                                   self._group_clip(opt, hooks.param_filters))
         self._step = compiled(self.step_cell, self.cfg.train.jit)
         return self
+
+    def _group_clip(self, opt, filters):
+        """``optim.extra_group.clip_grad``: the extra group clipped on its own (SNN-MLP's official
+        LIF optimizer), the rest by ``train.clip_grad``."""
+        extra = self.cfg.optim.extra_group or {}
+        if extra.get("clip_grad") is None:
+            return None
+        ids = param_group_ids(opt.parameters, [filters[extra["filter"]]])
+        return ids, (self.cfg.train.clip_grad, float(extra["clip_grad"]))
 
     @property
     def steps_per_epoch(self) -> int:

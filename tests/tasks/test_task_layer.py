@@ -113,3 +113,21 @@ def test_half_written_log_does_not_break_resume(tiny_cfg, tmp_path):
     task.fit("auto")
     assert [r["epoch"] for r in json.load(open(out / "log.json"))] == [0, 1]
     assert [r["epoch"] for r in read_meta(read_checkpoint(str(out / "last.ckpt")))["history"]] == [0, 1]
+
+
+def test_extra_group_has_its_own_clip_norm_and_frozen_epoch(tiny_cfg, tmp_path):
+    """SNN-MLP's official LIF optimizer: tau/Vth clipped on their own and untouched in epoch 0."""
+    cfg = tiny_cfg("model.name=snnmlp_t", "model.kwargs={embed_dim: 8, depths: [1, 1, 1, 1]}", "data.image_size=16",
+                   "data.max_samples=32", "train.epochs=2", "train.max_steps_per_epoch=1", "train.jit=false",
+                   "optim.name=adamw", "optim.lr=0.01", "train.clip_grad=5.0",
+                   "optim.extra_group={filter: lif, lr: 0.001, frozen_epochs: 1, clip_grad: 0.5}",
+                   f"train.output_dir={tmp_path / 'run'}")
+    task = get_task("classification")(cfg).build()
+    ids, norms = task.step_cell.group_ids, task.step_cell.group_norms
+    names = [p.name for p in task.step_cell.weights]
+    assert norms == (5.0, 0.5) and sum(ids) == sum(n.rsplit(".", 1)[-1] in ("tau", "Vth") for n in names) > 0
+    lif_before = {n: p.asnumpy().copy() for n, p in task.net.parameters_dict().items() if n.endswith((".tau", ".Vth"))}
+    task.cfg.train.epochs = 1
+    task.fit()
+    for n, v in lif_before.items():  # epoch 0: the LIF group is frozen
+        np.testing.assert_array_equal(task.net.parameters_dict()[n].asnumpy(), v, err_msg=n)
