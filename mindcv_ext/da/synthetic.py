@@ -50,7 +50,7 @@ def _gaussian_samples(means, stds, per_class, rng):
 
 
 def make_gaussian_toy(num_classes: int = 5, dim: int = 16, per_class: int = 200, separation: float = 2.5,
-                      rotation_deg: float = 30.0, scale_range=(0.7, 1.4), shift: float = 1.0,
+                      rotation_deg: float = 60.0, scale_range=(0.7, 1.4), shift: float = 2.0,
                       seed: int = 0) -> GaussianToy:
     if num_classes < 2 or dim < 2 or per_class < 2:
         raise SyntheticDataError(f"need num_classes, dim, per_class >= 2, got {num_classes}, {dim}, {per_class}")
