@@ -12,4 +12,5 @@ from .metrics import (accuracy, confusion_matrix, kept_ratio, mean_class_accurac
                       save_confusion_png, save_loop_plot)
 from .optim import adaptation_param_groups, freeze, inv_lr, inv_lr_schedule
 from .sampler import ClassAwareSampler
+from .source import SourceCheckpointError, load_source_weights
 from .synthetic import GaussianToy, make_digits_shift, make_gaussian_toy, shift_digits
