@@ -14,3 +14,13 @@ from .optim import adaptation_param_groups, freeze, inv_lr, inv_lr_schedule
 from .sampler import ClassAwareSampler
 from .source import SourceCheckpointError, load_source_weights
 from .synthetic import GaussianToy, make_digits_shift, make_gaussian_toy, shift_digits
+
+__all__ = ["CDD", "SFDALoss", "ClusteringResult", "align_clusters", "cosine_distance", "spherical_kmeans",
+           "BENCHMARKS", "OFFICE31_CLASSES", "OFFICE_HOME_CLASSES", "VISDA2017_CLASSES", "DomainFolderError",
+           "check_benchmark_domain", "check_domain_folder", "SourceGaussians", "estimate_source_gaussians",
+           "estimated_source_mean", "Selection", "filter_classes", "filter_samples", "select", "LoopState",
+           "extract_features", "refresh", "accuracy", "confusion_matrix", "kept_ratio",
+           "mean_class_accuracy", "pseudo_label_accuracy", "save_confusion_png", "save_loop_plot",
+           "adaptation_param_groups", "freeze", "inv_lr", "inv_lr_schedule", "ClassAwareSampler",
+           "SourceCheckpointError", "load_source_weights", "GaussianToy", "make_digits_shift",
+           "make_gaussian_toy", "shift_digits"]
