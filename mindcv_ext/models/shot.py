@@ -26,13 +26,12 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common.initializer import Normal, Uniform, XavierNormal, initializer
 
-from .registry import register_model
+from .registry import Family, register_model
 from .resnet import BasicBlock, Bottleneck, CifarResNet, ResNet
 
 __all__ = ["ShotNet", "ShotBottleneck", "WeightNormDense", "MLPBackbone", "shot_resnet50", "shot_resnet101",
            "shot_resnet20", "shot_mlp", "convert_official_state_dict"]
 
-DEFAULT_INPUT = {"shot_resnet20": 32, "shot_mlp": 8}
 STATUS = "SHOT source model (bottleneck + weight-normalised classifier), tested"
 
 
@@ -181,7 +180,7 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
     ``bottleneck.fc``/``bottleneck.bn``; netC ``fc.weight_g|weight_v|bias`` -> ``classifier.*``.
     BatchNorm entries are renamed to gamma/beta/moving_mean/moving_variance.
     """
-    from mindcv_ext.convert import ConversionError, bn_key_map
+    from .keymaps import ConversionError, bn_key_map
 
     if model_name not in _CONVERTIBLE:
         raise ConversionError(f"convert_official_state_dict (shot): unknown model '{model_name}' "
@@ -210,3 +209,9 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
         if key not in done:
             out[rename(key)] = np.asarray(state_dict[key])
     return out
+
+
+FAMILY = Family(converter=convert_official_state_dict,
+                input_sizes={"shot_resnet20": 32, "shot_mlp": 8},
+                paper="Liang et al., Do We Really Need to Access the Source Data? (SHOT), ICML 2020; "
+                      "Ding et al., Source-Free Domain Adaptation via Distribution Estimation, CVPR 2022")
