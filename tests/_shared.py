@@ -11,7 +11,6 @@ Also the skip markers for tests that need a kernel toolchain (AKG for Hybrid-DSL
 for the ahead-of-time CPU kernels).
 """
 import os
-import shutil
 
 import pytest
 
@@ -48,17 +47,27 @@ def require_fixture(name, *files):
     pytest.skip(message)
 
 
-def _akg_available():
+def require_module(name, why):
+    """Import ``name``; when it is missing fail (in CI, where scripts/setup_env.sh installs it) or skip."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        message = f"{why} needs {name} (installed by scripts/setup_env.sh): {err}"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+
+def _kind_available(kind):
     try:
         import ascend_kernels
-        return ascend_kernels.kind_available("hybrid")
+        return ascend_kernels.kind_available(kind)
     except Exception:  # pylint: disable=broad-except
         return False
 
 
-def _gxx_available():
-    return shutil.which(os.environ.get("CXX", "g++")) is not None
-
-
-needs_akg = pytest.mark.skipif(not _akg_available(), reason="needs AKG (Hybrid-DSL kernels) for this device")
-needs_gxx = pytest.mark.skipif(not _gxx_available(), reason="needs g++ (ahead-of-time CPU kernels)")
+needs_akg = pytest.mark.skipif(not _kind_available("hybrid"),
+                               reason="needs AKG (Hybrid-DSL kernels) for this device target")
+needs_gxx = pytest.mark.skipif(not _kind_available("aot_cpu"),
+                               reason="needs the CPU target and g++ (ahead-of-time CPU kernels, $CXX)")
