@@ -1,8 +1,7 @@
 """Helpers for tests/kernels (imported by name; pytest puts this folder on sys.path)."""
 import numpy as np
-import pytest
 
-import ascend_kernels
+from _shared import needs_akg, needs_gxx
 
 
 def close(a, b, rtol=1e-4, atol=1e-6):
@@ -13,6 +12,4 @@ def close(a, b, rtol=1e-4, atol=1e-6):
     assert err <= rtol * np.abs(b).max() + atol, f"max abs err {err} vs max ref {np.abs(b).max()}"
 
 
-needs_hybrid = pytest.mark.skipif(not ascend_kernels.kind_available("hybrid"),
-                                  reason="AKG hybrid kernels not available here")
-needs_aot = pytest.mark.skipif(not ascend_kernels.kind_available("aot_cpu"), reason="needs CPU + g++")
+needs_hybrid, needs_aot = needs_akg, needs_gxx  # the suite-wide markers (tests/_shared.py)

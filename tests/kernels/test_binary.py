@@ -115,8 +115,6 @@ def _adabin_numpy(x, a, b, g, form):
 @pytest.mark.parametrize("backend", ["composite", pytest.param("custom", marks=needs_hybrid)])
 @pytest.mark.parametrize("form", ["coded", "paper"])
 def test_adabin_binarize(backend, form):
-    if backend == "custom" and form == "paper":
-        pytest.skip("paper form shares the code path; one custom compile is enough")
     rng = np.random.default_rng(3)
     x = (rng.standard_normal((2, 3, 5)) * 1.5).astype(np.float32)
     g = rng.standard_normal(x.shape).astype(np.float32)

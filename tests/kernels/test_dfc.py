@@ -24,8 +24,13 @@ def test_interface_and_keys():
         for k in ("gamma", "beta", "moving_mean", "moving_variance"):
             assert f"short_conv.{i}.{k}" in names
     bn = m.short_conv[1]
-    # MindSpore keeps the running-average weight of the old value (0.9 == torch momentum 0.1)
-    assert abs((1 - bn.momentum) - 0.9) < 1e-6 or abs(bn.momentum - 0.9) < 1e-6
+    # running mean after one training batch: 0.9 * old + 0.1 * batch mean (torch momentum 0.1,
+    # MindSpore momentum argument 0.9); a swapped convention would give 0.1 * old + 0.9 * mean
+    bn.set_train(True)
+    t = np.random.default_rng(0).standard_normal((4, 72, 3, 3)).astype(np.float32) + 2.0
+    bn.moving_mean.set_data(Tensor(np.ones(72, np.float32)))
+    bn(Tensor(t))
+    close(bn.moving_mean.asnumpy(), 0.9 + 0.1 * t.mean((0, 2, 3)), 1e-6)
     assert abs(bn.eps - 1e-5) < 1e-12
 
 
@@ -102,17 +107,36 @@ def test_fused_matches_composite(n, cin, cout, h):
         close(u, v)
 
 
-@needs_hybrid
-def test_training_mode_uses_batch_statistics():
-    m = _make(4, 6, "custom")
+@pytest.mark.parametrize("backend", ["composite", pytest.param("custom", marks=needs_hybrid)])
+def test_training_mode_uses_batch_statistics(backend):
+    """In training every BN normalizes with the batch statistics (biased variance) and moves its
+    running mean as 0.9 * old + 0.1 * batch mean (torch momentum 0.1); NumPy reference."""
+    m = _make(4, 6, backend)
     m.set_train(True)
     assert not m.use_custom()
+    p = {q.name: q.asnumpy().astype(np.float64) for q in m.get_parameters()}
     rng = np.random.default_rng(1)
-    x = Tensor(rng.standard_normal((2, 4, 8, 8)).astype(np.float32))
-    g = Tensor(rng.standard_normal((2, 6, 8, 8)).astype(np.float32))
-    ref = _make(4, 6, "composite")
-    ref.set_train(True)
-    close(m(x, g).asnumpy(), ref(x, g).asnumpy(), 1e-6)
+    x = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    g = rng.standard_normal((2, 6, 8, 8)).astype(np.float32)
+    means = {}
+
+    def bn(t, i):
+        mu, var = t.mean((0, 2, 3)), t.var((0, 2, 3))
+        means[i] = mu
+        return (t - mu[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 1e-5) \
+            * p[f"short_conv.{i}.gamma"][None, :, None, None] + p[f"short_conv.{i}.beta"][None, :, None, None]
+    xd = x.astype(np.float64)
+    z = xd.reshape(2, 4, 4, 2, 4, 2).mean((3, 5))
+    z = bn(np.einsum("nchw,oc->nohw", z, p["short_conv.0.weight"][:, :, 0, 0]), 1)
+    k1, k2 = p["short_conv.2.weight"][:, 0, 0, :], p["short_conv.4.weight"][:, 0, :, 0]
+    zp = np.pad(z, ((0, 0), (0, 0), (0, 0), (2, 2)))
+    z = bn(sum(k1[None, :, None, j:j + 1] * zp[:, :, :, j:j + 4] for j in range(5)), 3)
+    zp = np.pad(z, ((0, 0), (0, 0), (2, 2), (0, 0)))
+    z = bn(sum(k2[None, :, i:i + 1, None] * zp[:, :, i:i + 4, :] for i in range(5)), 5)
+    gate = (1 / (1 + np.exp(-z))).repeat(2, 2).repeat(2, 3)
+    close(m(Tensor(x), Tensor(g)).asnumpy(), g * gate, 1e-5)
+    for i in (1, 3, 5):
+        close(m.short_conv[i].moving_mean.asnumpy(), 0.9 * p[f"short_conv.{i}.moving_mean"] + 0.1 * means[i], 1e-5)
 
 
 def test_bad_inputs():

@@ -3,6 +3,8 @@ import pytest
 import ascend_kernels
 from ascend_kernels import registry
 
+from _shared import needs_akg
+
 
 def test_default_auto(monkeypatch):
     monkeypatch.delenv("MINDCV_EXT_KERNELS", raising=False)
@@ -51,14 +53,31 @@ def test_apply_config():
     assert ascend_kernels.get_backend() == "auto"
 
 
-def test_kinds():
-    assert isinstance(ascend_kernels.kind_available("hybrid", "CPU"), bool)
-    assert ascend_kernels.kind_available("hybrid", "Ascend") in (True, False)
+def test_kinds(monkeypatch, tmp_path):
+    """kind_available follows what is installed: AKG's CPU plugin for hybrid, g++ for aot_cpu."""
+    import importlib.util
+    import os
+    ms_root = os.path.dirname(importlib.util.find_spec("mindspore").origin)
+    akg = os.path.isdir(os.path.join(ms_root, "_akg", "akg"))
+
+    def plugin(target):
+        return akg and os.path.isfile(os.path.join(ms_root, "lib", "plugin", target, "libakg.so"))
+    assert ascend_kernels.kind_available("hybrid", "CPU") is plugin("cpu")
+    assert ascend_kernels.kind_available("hybrid", "Ascend") is plugin("ascend")
+    assert ascend_kernels.kind_available("hybrid", "NoSuchTarget") is False
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    assert ascend_kernels.kind_available("aot_cpu", "CPU") is False
+    fake = tmp_path / "fake-cxx"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CXX", str(fake))
+    assert ascend_kernels.kind_available("aot_cpu", "CPU") is True
+    assert ascend_kernels.kind_available("aot_cpu", "Ascend") is False  # CPU kernels only
     with pytest.raises(ValueError):
         registry.kind_available("tbe")
 
 
-@pytest.mark.skipif(not ascend_kernels.kind_available("hybrid"), reason="no AKG for this device")
+@needs_akg
 def test_auto_backend_resolves_inside_a_compiled_step():
     """``kernels: auto`` is resolved when the graph compiles (custom adder kernel here)."""
     import numpy as np

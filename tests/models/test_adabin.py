@@ -17,18 +17,19 @@ from mindcv_ext.quant.binary import (AdaBinActivationQuantizer, AdaBinWeightQuan
 from mindcv_ext.quant.inference import threshold_ties, to_inference
 from mindcv_ext.utils.summary import count_params
 
+from _shared import needs_gxx, require_fixture
+
 ms.set_context(mode=ms.PYNATIVE_MODE)
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-# shared/ sits beside the repository checkout (CI clones elsewhere and copies shared/ beside it)
-FIXTURE = os.environ.get("ADABIN_FIXTURE") or next(
-    (p for p in (os.path.join(_ROOT, "..", "shared", "fixtures", "adabin_resnet20_cifar10"),
-                 os.path.join(_ROOT, "shared", "fixtures", "adabin_resnet20_cifar10"))
-     if os.path.isdir(p)), os.path.join(_ROOT, "..", "shared", "fixtures", "adabin_resnet20_cifar10"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = os.path.join(HERE, "..", "..", "configs", "adabin")
-needs_fixture = pytest.mark.skipif(not os.path.isfile(os.path.join(FIXTURE, "state_dict.safetensors")),
-                                   reason="AdaBin fixture not available")
+FIXTURE_FILES = ("state_dict.safetensors", "input.npy", "logits.npy")
+
+
+@pytest.fixture
+def fixture_dir():
+    """shared/fixtures/adabin_resnet20_cifar10 (fails in CI, skips elsewhere when absent)."""
+    return require_fixture("adabin_resnet20_cifar10", *FIXTURE_FILES)
 
 
 @pytest.fixture(autouse=True)
@@ -42,8 +43,8 @@ def _x(shape, seed=0):
     return Tensor(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
 
 
-def _official_net(**kw):
-    sd = load_state_dict_file(os.path.join(FIXTURE, "state_dict.safetensors"))
+def _official_net(fixture, **kw):
+    sd = load_state_dict_file(os.path.join(fixture, "state_dict.safetensors"))
     mapped = convert_state_dict("adabin_resnet20", sd, num_classes=10)
     net = create_model("adabin_resnet20", num_classes=10, **kw)
     ms.load_param_into_net(net, {k: ms.Parameter(Tensor(v), name=k) for k, v in mapped.items()}, strict_load=True)
@@ -108,11 +109,10 @@ def test_progressive_kwarg_sets_epoch0_values():
 
 
 # ------------------------------------------------------------------ official checkpoint
-@needs_fixture
-def test_fixture_parity():
-    net = _official_net()
-    x = np.load(os.path.join(FIXTURE, "input.npy"))
-    ref = np.load(os.path.join(FIXTURE, "logits.npy"))
+def test_fixture_parity(fixture_dir):
+    net = _official_net(fixture_dir)
+    x = np.load(os.path.join(fixture_dir, "input.npy"))
+    ref = np.load(os.path.join(fixture_dir, "logits.npy"))
     out = net(Tensor(x)).asnumpy()
     assert out.shape == ref.shape
     err = np.abs(out - ref).max()
@@ -120,9 +120,8 @@ def test_fixture_parity():
     assert sum(threshold_ties(net, Tensor(x)).values()) == 0  # no value on a sign threshold
 
 
-@needs_fixture
-def test_fixture_binary_sets():
-    net = _official_net()
+def test_fixture_binary_sets(fixture_dir):
+    net = _official_net(fixture_dir)
     q = net.layer1[0].conv1.input_quantizer
     assert float(q.alpha_a.asnumpy()) == pytest.approx(0.884, abs=1e-3)  # spec 3.3
     assert float(q.beta_a.asnumpy()) == pytest.approx(0.512, abs=1e-3)
@@ -139,7 +138,7 @@ def test_fixture_binary_sets():
         def hook(cell, inputs, output, _name=name):
             seen[_name] = np.unique(output.asnumpy())
         conv.input_quantizer.register_forward_hook(hook)
-    net(Tensor(np.load(os.path.join(FIXTURE, "input.npy"))))
+    net(Tensor(np.load(os.path.join(fixture_dir, "input.npy"))))
     assert len(seen) == 18
     for name, conv in binary_layers(net):
         a, b = float(conv.input_quantizer.alpha_a.asnumpy()), float(conv.input_quantizer.beta_a.asnumpy())
@@ -158,12 +157,12 @@ def test_converter_errors():
 
 
 # ------------------------------------------------------------------ packed inference, export
-@needs_fixture
-def test_packed_inference_matches_training_model():
-    net, packed = _official_net(), to_inference(_official_net(), backend="custom")
+@needs_gxx
+def test_packed_inference_matches_training_model(fixture_dir):
+    net, packed = _official_net(fixture_dir), to_inference(_official_net(fixture_dir), backend="custom")
     assert packed.packed_layers == 18
     assert type(packed.layer1[0].conv1).__name__ == "PackedBinaryConv2d"
-    x = np.concatenate([np.load(os.path.join(FIXTURE, "input.npy")),
+    x = np.concatenate([np.load(os.path.join(fixture_dir, "input.npy")),
                         np.random.default_rng(7).standard_normal((60, 3, 32, 32)).astype(np.float32)])
     a, b = net(Tensor(x)).asnumpy(), packed(Tensor(x)).asnumpy()
     np.testing.assert_array_equal(a.argmax(1), b.argmax(1))  # same prediction for every image
@@ -175,6 +174,7 @@ def test_packed_inference_matches_training_model():
     assert np.median(diffs) <= 2e-5
 
 
+@needs_gxx
 def test_packed_inference_sign_model_borders():
     net = create_model("bnn_resnet20", num_classes=10)
     net.set_train(False)

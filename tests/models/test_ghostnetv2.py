@@ -4,6 +4,7 @@ Reference figures come from the backbone spec, section 1 (parameter and MAC tota
 per-bottleneck counts and resolved widths of 1.3, key names and shapes of 1.6).
 """
 import importlib
+import os
 import math
 
 import numpy as np
@@ -343,34 +344,194 @@ def test_dfc_gate_on_one_pixel_map():
     np.testing.assert_allclose(out, ghost * gate, rtol=1e-5, atol=1e-6)
 
 
+# ------------------------------------------------------------------------------ bottleneck vs NumPy
+
+def _np_conv(x, w, stride=1, pad=(0, 0), groups=1, bias=None):
+    """Cross-correlation as torch.nn.functional.conv2d (zero padding (ph, pw), groups)."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    ho, wo = (h + 2 * pad[0] - kh) // stride + 1, (wd + 2 * pad[1] - kw) // stride + 1
+    out = np.zeros((n, o, ho, wo))
+    og = o // groups
+    for g in range(groups):
+        xs, ws = xp[:, g * cg:(g + 1) * cg], w[g * og:(g + 1) * og]
+        for i in range(kh):
+            for j in range(kw):
+                patch = xs[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride]
+                out[:, g * og:(g + 1) * og] += np.einsum("nchw,oc->nohw", patch, ws[:, :, i, j])
+    return out if bias is None else out + bias[None, :, None, None]
+
+
+def _np_bn(x, p, prefix):
+    scale = p[prefix + ".gamma"] / np.sqrt(p[prefix + ".moving_variance"] + 1e-5)
+    return (x - p[prefix + ".moving_mean"][None, :, None, None]) * scale[None, :, None, None] \
+        + p[prefix + ".beta"][None, :, None, None]
+
+
+def _np_ghost(x, p, prefix, oup, relu):
+    """Official GhostModuleV2 halves: 1x1 conv-BN[-ReLU], depthwise 3x3 conv-BN[-ReLU], concat, slice."""
+    act = (lambda t: np.maximum(t, 0)) if relu else (lambda t: t)
+    x1 = act(_np_bn(_np_conv(x, p[prefix + ".primary_conv.0.weight"]), p, prefix + ".primary_conv.1"))
+    x2 = act(_np_bn(_np_conv(x1, p[prefix + ".cheap_operation.0.weight"], pad=(1, 1), groups=x1.shape[1]),
+                    p, prefix + ".cheap_operation.1"))
+    return np.concatenate([x1, x2], axis=1)[:, :oup]
+
+
+def _np_bottleneck(x, p, mid, out, k, stride, se, dfc):
+    """Transliteration of the official GhostBottleneckV2.forward (eval mode), spec 1.4 / 1.5."""
+    y = _np_ghost(x, p, "ghost1", mid, relu=True)
+    if dfc:  # gate from the module input: avgpool 2x2 floor -> 1x1-BN -> 1x5-BN -> 5x1-BN -> sigmoid -> nearest
+        n, c, h, w = x.shape
+        z = x[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2).mean((3, 5))
+        z = _np_bn(_np_conv(z, p["ghost1.short_conv.0.weight"]), p, "ghost1.short_conv.1")
+        z = _np_bn(_np_conv(z, p["ghost1.short_conv.2.weight"], pad=(0, 2), groups=mid), p, "ghost1.short_conv.3")
+        z = _np_bn(_np_conv(z, p["ghost1.short_conv.4.weight"], pad=(2, 0), groups=mid), p, "ghost1.short_conv.5")
+        gate = 1 / (1 + np.exp(-z))
+        rows = np.arange(y.shape[2]) * gate.shape[2] // y.shape[2]
+        cols = np.arange(y.shape[3]) * gate.shape[3] // y.shape[3]
+        y = y * gate[:, :, rows][:, :, :, cols]
+    if stride > 1:
+        y = _np_bn(_np_conv(y, p["conv_dw.weight"], stride, ((k - 1) // 2,) * 2, groups=mid), p, "bn_dw")
+    if se:
+        s = y.mean((2, 3), keepdims=True)
+        s = np.maximum(_np_conv(s, p["se.conv_reduce.weight"], bias=p["se.conv_reduce.bias"]), 0)
+        s = _np_conv(s, p["se.conv_expand.weight"], bias=p["se.conv_expand.bias"])
+        y = y * np.clip(s + 3, 0, 6) / 6
+    y = _np_ghost(y, p, "ghost2", out, relu=False)
+    if x.shape[1] == out and stride == 1:
+        return y + x
+    r = _np_bn(_np_conv(x, p["shortcut.0.weight"], stride, ((k - 1) // 2,) * 2, groups=x.shape[1]), p, "shortcut.1")
+    return y + _np_bn(_np_conv(r, p["shortcut.2.weight"]), p, "shortcut.3")
+
+
+@pytest.mark.parametrize("cin,mid,out,k,stride,se,dfc,hw", [
+    (6, 12, 10, 3, 2, 0.25, True, (9, 7)),    # DFC on an odd map (4x3 gate -> 9x7), dw stride 2, SE, shortcut
+    (8, 16, 8, 5, 1, 0.0, True, (6, 6)),      # identity residual, no SE
+    (6, 10, 8, 3, 1, 0.25, False, (5, 5)),    # V1 module (no DFC), SE without stride, conv shortcut
+])
+def test_bottleneck_matches_numpy_official_forward(cin, mid, out, k, stride, se, dfc, hw):
+    block = gnv2.GhostBottleneckV2(cin, mid, out, k, stride, se_ratio=se, use_dfc=dfc, dfc_backend="composite")
+    block.set_train(False)
+    rng = np.random.default_rng(11)
+    p = {}
+    for q in block.get_parameters():
+        v = rng.standard_normal(q.shape).astype(np.float32) * 0.5
+        if q.name.endswith("moving_variance"):
+            v = np.abs(v) + 0.5
+        q.set_data(ms.Tensor(v))
+        p[q.name] = v.astype(np.float64)
+    x = rng.standard_normal((2, cin) + hw).astype(np.float32)
+    expected = _np_bottleneck(x.astype(np.float64), p, mid, out, k, stride, se > 0, dfc)
+    got = block(ms.Tensor(x)).asnumpy()
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
 # ------------------------------------------------------------------------------ conversion
 
-_MS_TO_TORCH_BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean",
-                   "moving_variance": "running_var"}
+# Official ghostnetv2_100 layout, written from the bottleneck table (spec 1.3) and the key table
+# (spec 1.6) of the official ghostnetv2_torch.py, independently of this package's Cells.
+# Rows: (key, kernel, in, mid, out, SE reduced width or 0, stride, has DFC).
+OFFICIAL_ROWS_100 = [
+    ("blocks.0.0", 3, 16, 16, 16, 0, 1, False), ("blocks.1.0", 3, 16, 48, 24, 0, 2, False),
+    ("blocks.2.0", 3, 24, 72, 24, 0, 1, True), ("blocks.3.0", 5, 24, 72, 40, 20, 2, True),
+    ("blocks.4.0", 5, 40, 120, 40, 32, 1, True), ("blocks.5.0", 3, 40, 240, 80, 0, 2, True),
+    ("blocks.6.0", 3, 80, 200, 80, 0, 1, True), ("blocks.6.1", 3, 80, 184, 80, 0, 1, True),
+    ("blocks.6.2", 3, 80, 184, 80, 0, 1, True), ("blocks.6.3", 3, 80, 480, 112, 120, 1, True),
+    ("blocks.6.4", 3, 112, 672, 112, 168, 1, True), ("blocks.7.0", 5, 112, 672, 160, 168, 2, True),
+    ("blocks.8.0", 5, 160, 960, 160, 0, 1, True), ("blocks.8.1", 5, 160, 960, 160, 240, 1, True),
+    ("blocks.8.2", 5, 160, 960, 160, 0, 1, True), ("blocks.8.3", 5, 160, 960, 160, 240, 1, True),
+]
+_TORCH_BN = ("weight", "bias", "running_mean", "running_var")
 
 
-def _official_state_dict(net, seed=0):
-    """Random official-style state dict for ``net`` (as the released files name their entries),
-    plus the MindSpore name each entry must land on."""
+def official_shapes_100(dfc=True):
+    """{official key: shape} of a ghostnetv2_100 (``dfc=False``: GhostNet V1) state dict,
+    without the ``num_batches_tracked`` / thop buffers."""
+    shapes = {"conv_stem.weight": (16, 3, 3, 3)}
+
+    def bn(prefix, c):
+        shapes.update({f"{prefix}.{leaf}": (c,) for leaf in _TORCH_BN})
+
+    def ghost(prefix, cin, oup):
+        init = -(-oup // 2)
+        shapes[f"{prefix}.primary_conv.0.weight"] = (init, cin, 1, 1)
+        bn(f"{prefix}.primary_conv.1", init)
+        shapes[f"{prefix}.cheap_operation.0.weight"] = (init, 1, 3, 3)
+        bn(f"{prefix}.cheap_operation.1", init)
+
+    bn("bn1", 16)
+    for key, k, cin, mid, out, se, stride, has_dfc in OFFICIAL_ROWS_100:
+        ghost(f"{key}.ghost1", cin, mid)
+        if has_dfc and dfc:
+            shapes[f"{key}.ghost1.short_conv.0.weight"] = (mid, cin, 1, 1)
+            bn(f"{key}.ghost1.short_conv.1", mid)
+            shapes[f"{key}.ghost1.short_conv.2.weight"] = (mid, 1, 1, 5)
+            bn(f"{key}.ghost1.short_conv.3", mid)
+            shapes[f"{key}.ghost1.short_conv.4.weight"] = (mid, 1, 5, 1)
+            bn(f"{key}.ghost1.short_conv.5", mid)
+        if stride > 1:
+            shapes[f"{key}.conv_dw.weight"] = (mid, 1, k, k)
+            bn(f"{key}.bn_dw", mid)
+        if se:
+            shapes.update({f"{key}.se.conv_reduce.weight": (se, mid, 1, 1), f"{key}.se.conv_reduce.bias": (se,),
+                           f"{key}.se.conv_expand.weight": (mid, se, 1, 1), f"{key}.se.conv_expand.bias": (mid,)})
+        ghost(f"{key}.ghost2", mid, out)
+        if cin != out or stride > 1:
+            shapes[f"{key}.shortcut.0.weight"] = (cin, 1, k, k)
+            bn(f"{key}.shortcut.1", cin)
+            shapes[f"{key}.shortcut.2.weight"] = (out, cin, 1, 1)
+            bn(f"{key}.shortcut.3", out)
+    shapes["blocks.9.0.conv.weight"] = (960, 160, 1, 1)
+    bn("blocks.9.0.bn1", 960)
+    shapes.update({"conv_head.weight": (1280, 960, 1, 1), "conv_head.bias": (1280,),
+                   "classifier.weight": (1000, 1280), "classifier.bias": (1000,)})
+    return shapes
+
+
+_TORCH_TO_MS_BN = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
+                   "running_var": "moving_variance"}
+
+
+def _official_state_dict(seed=0, dfc=True):
+    """Random official-style state dict (as the released files name their entries, with the
+    BN counters and thop buffers), plus the MindSpore name each entry must land on."""
     rng = np.random.default_rng(seed)
-    bn_cells = {name for name, cell in net.cells_and_names() if isinstance(cell, nn.BatchNorm2d)}
+    shapes = official_shapes_100(dfc)
+    bn_prefixes = {k[:-len(".running_mean")] for k in shapes if k.endswith(".running_mean")}
     sd, where = {}, {}
-    for p in net.get_parameters():
-        prefix, leaf = p.name.rsplit(".", 1)
-        key = f"{prefix}.{_MS_TO_TORCH_BN[leaf]}" if prefix in bn_cells else p.name
-        value = rng.standard_normal(tuple(p.shape)).astype(np.float32)
-        sd[key] = np.abs(value) + 0.5 if leaf == "moving_variance" else value
-        where[key] = p.name
-    for prefix in bn_cells:
-        sd[f"{prefix}.num_batches_tracked"] = np.array(1000, np.int64)
+    for key, shape in shapes.items():
+        value = rng.standard_normal(shape).astype(np.float32)
+        sd[key] = np.abs(value) + 0.5 if key.endswith("running_var") else value
+        prefix, leaf = key.rsplit(".", 1)
+        where[key] = f"{prefix}.{_TORCH_TO_MS_BN[leaf]}" if prefix in bn_prefixes else key
+        if key.endswith("running_var"):
+            sd[key[:-len("running_var")] + "num_batches_tracked"] = np.array(1000, np.int64)
     sd["total_ops"] = np.array([1.67e8])
     sd["total_params"] = np.array([6.16e6])
     sd["blocks.2.0.ghost1.total_ops"] = np.array([1.0])
     return sd, where
 
 
+def test_official_layout_matches_fixture_and_spec_count():
+    """The hand-written official layout is the released one: the reference fixture's keys and
+    shapes (when shared/ is present) and the spec's parameter total."""
+    shapes = official_shapes_100()
+    assert sum(int(np.prod(s)) for k, s in shapes.items() if "running" not in k) == SPEC_PARAMS["ghostnetv2_100"]
+    from _shared import shared_dir
+    root = shared_dir()
+    path = root and os.path.join(root, "fixtures", "ghostnetv2_100_random", "state_dict.safetensors")
+    if not path or not os.path.isfile(path):
+        pytest.skip("ghostnetv2_100 fixture not present (checked in tests/models/test_reference_parity.py)")
+    from mindcv_ext.convert import load_state_dict_file
+    fixture = {k: tuple(v.shape) for k, v in load_state_dict_file(path).items()
+               if not k.endswith("num_batches_tracked")}
+    assert fixture == shapes
+
+
 def test_converter_maps_every_entry(v2_100):
-    sd, where = _official_state_dict(v2_100)
+    sd, where = _official_state_dict()
     # official key names from spec 1.6 are what the generated dict holds
     for key in ("blocks.2.0.ghost1.short_conv.1.weight", "blocks.2.0.ghost1.short_conv.1.running_var",
                 "blocks.9.0.bn1.running_mean", "bn1.bias", "blocks.1.0.shortcut.3.weight"):
@@ -404,15 +565,17 @@ def test_converter_maps_every_entry(v2_100):
 
 def test_converter_v1_checkpoint():
     net = _model("ghostnet_100")
-    sd, where = _official_state_dict(net, seed=1)
+    sd, where = _official_state_dict(seed=1, dfc=False)
     mapped = convert_state_dict("ghostnet_100", sd)
-    assert len(mapped) == len(where)
+    assert set(mapped) == {p.name for p in net.get_parameters()} == set(where.values())
+    for key, ms_name in where.items():
+        np.testing.assert_array_equal(mapped[ms_name], sd[key])
     np.testing.assert_array_equal(mapped["blocks.4.0.ghost1.primary_conv.1.moving_mean"],
                                   sd["blocks.4.0.ghost1.primary_conv.1.running_mean"])
 
 
 def test_converter_reports_bad_checkpoints(v2_100):
-    sd, _ = _official_state_dict(v2_100, seed=2)
+    sd, _ = _official_state_dict(seed=2)
     broken_bn = dict(sd)
     del broken_bn["blocks.4.0.ghost2.primary_conv.1.running_var"]
     with pytest.raises(ConversionError, match="blocks.4.0.ghost2.primary_conv.1"):
@@ -438,30 +601,6 @@ def test_converter_reports_bad_checkpoints(v2_100):
         gnv2.convert_official_state_dict(sd, "resnet50")
 
 
-def test_timm_parity():
-    torch = pytest.importorskip("torch")
-    timm = pytest.importorskip("timm")
-    if "ghostnetv2_100" not in timm.list_models("ghostnetv2*"):
-        pytest.skip("this timm has no ghostnetv2_100")
-    torch.manual_seed(0)
-    ref = timm.create_model("ghostnetv2_100", pretrained=False, num_classes=10)
-    with torch.no_grad():  # non-trivial BN statistics
-        for module in ref.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.2, 0.2)
-                module.running_var.uniform_(0.5, 1.5)
-    ref.eval()
-    sd = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
-    mapped = convert_state_dict("ghostnetv2_100", sd, num_classes=10)
-    net = mindcv_ext.create_model("ghostnetv2_100", num_classes=10, kernels="composite")
-    ms.load_param_into_net(net, {k: ms.Parameter(ms.Tensor(v), name=k) for k, v in mapped.items()})
-    net.set_train(False)
-    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
-    with torch.no_grad():
-        expected = ref(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(net(ms.Tensor(x)).asnumpy(), expected, rtol=1e-4, atol=1e-4)
-
-
 # ------------------------------------------------------------------------------ training, backends, export
 
 @pytest.mark.slow
@@ -473,7 +612,9 @@ def test_train_steps_reduce_loss():
     opt = nn.SGD(net.trainable_params(), learning_rate=0.05, momentum=0.9)
     step = nn.TrainOneStepCell(nn.WithLossCell(net, nn.CrossEntropyLoss()), opt)
     step.set_train(True)
-    losses = [float(step(x, y).asnumpy()) for _ in range(5)]
+    # 8 steps: the loss falls steeply from step 4 (measured 1.42 -> 0.78 at step 4 -> 0.19 at step 5),
+    # so the bar sits far below the trajectory rather than at its knee
+    losses = [float(step(x, y).asnumpy()) for _ in range(8)]
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.5 * losses[0], losses
 

@@ -19,6 +19,8 @@ from mindcv_ext.models.vig import (DenseDilatedKnnGraph, Grapher, PyramidDeepGCN
                                    prepare_for_export, relative_pos_table)
 from mindcv_ext.utils.summary import count_macs, count_params
 
+from _shared import require_module
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Trainable parameter counts and MACs at 3x224x224 (specs/backbones.md section 0).
@@ -537,11 +539,8 @@ def _export_round_trip(net, tmp_path, size, onnx=True):
     np.testing.assert_allclose(graph(x).asnumpy(), ref, atol=1e-4, rtol=0)
     if not onnx:
         return
-    try:
-        import onnx as _onnx  # noqa: F401
-        import onnxruntime as ort
-    except ImportError:
-        return
+    require_module("onnx", "the ONNX half of the export round trip")
+    ort = require_module("onnxruntime", "the ONNX half of the export round trip")
     prepare_for_export(net, "ONNX")
     try:
         ms.onnx.export(net, x, file_name=base + ".onnx")

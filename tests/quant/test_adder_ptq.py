@@ -394,7 +394,7 @@ def trained_digits(tmp_path_factory):
     return cfg, os.path.join(str(out), "last.ckpt")
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # trains adder_resnet20 on digits first (~2 min on 2 cores)
 def test_redistribute_beats_shared_at_4_bits(trained_digits, tmp_path, capsys):
     cfg, ckpt = trained_digits
     report = run_quantize(cfg, ckpt, [4], ["shared", "redistribute"], as_json=True, out_dir=str(tmp_path))
