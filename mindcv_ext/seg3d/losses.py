@@ -14,7 +14,7 @@ import mindspore as ms
 from mindspore import ops
 
 __all__ = ["IGNORE_LABEL", "offset_targets", "offset_l1_loss", "offset_direction_loss", "semantic_loss",
-           "score_loss", "mask_loss"]
+           "score_loss", "mask_loss", "MaskGroupLoss"]
 
 IGNORE_LABEL = -100
 _EPS = 1e-6
@@ -72,3 +72,35 @@ def score_loss(score_logits, score_targets, proposal_valid):
 def mask_loss(mask_logits, mask_targets, point_weight):
     """BCE of per-point mask logits (P, M); ``point_weight`` is 0 on padding and ignored proposals."""
     return (_bce_with_logits(mask_logits, mask_targets) * point_weight).sum() / (point_weight.sum() + _EPS)
+
+
+class MaskGroupLoss(ms.nn.Cell):
+    """Total training loss of a ``MaskGroupNet``: CE + L_reg + L_dir + BCE_score + BCE_mask.
+
+    ``construct(features, *graph, proposal_index, proposal_valid, semantic_labels, gt_offsets,
+    offset_valid, score_targets, proposal_mask, mask_targets, mask_weights)`` (the net's inputs
+    followed by the targets of :func:`offset_targets` and ``seg3d.targets.proposal_targets``;
+    ``proposal_mask`` (P,) is ``PackedProposals.proposal_valid``). PointGroup weighs the first
+    four terms 1, 1, 1, 1; the mask weight (MaskGroup's extra term) defaults to 1 as well. Before
+    proposals exist (PointGroup's ``prepare_epochs``) pass all-zero proposal masks: those terms
+    are then 0.
+    """
+
+    def __init__(self, net, weights=(1.0, 1.0, 1.0, 1.0, 1.0)):
+        super().__init__()
+        if len(weights) != 5:
+            raise ValueError(f"MaskGroupLoss needs 5 weights (sem, reg, dir, score, mask), got {weights}")
+        self.net = net
+        self.w = tuple(float(w) for w in weights)
+        self.num_net_inputs = net.num_graph_inputs + 2
+
+    def construct(self, features, *rest):
+        n = self.num_net_inputs
+        sem_logits, offsets, mask_logits, score_logits = self.net(features, *rest[:n])
+        sem_labels, gt_offsets, offset_valid = rest[n], rest[n + 1], rest[n + 2]
+        score_t, proposal_mask, mask_t, mask_w = rest[n + 3], rest[n + 4], rest[n + 5], rest[n + 6]
+        return (self.w[0] * semantic_loss(sem_logits, sem_labels)
+                + self.w[1] * offset_l1_loss(offsets, gt_offsets, offset_valid)
+                + self.w[2] * offset_direction_loss(offsets, gt_offsets, offset_valid)
+                + self.w[3] * score_loss(score_logits, score_t, proposal_mask)
+                + self.w[4] * mask_loss(mask_logits, mask_t, mask_w))
