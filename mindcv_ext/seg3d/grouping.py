@@ -125,9 +125,9 @@ def hierarchical_grouping(coords: np.ndarray, offsets: Optional[np.ndarray], sem
        ``r_t = radius * growth ** t`` are merged (connected components). With
        ``adaptive_exponent`` > 0 the pair radius shrinks for small groups:
        ``r_t * (mean size of the pair / largest size) ** adaptive_exponent``.
-    3. Stops early when a level merges nothing. A group that a level leaves unchanged is kept
-       once (with its first level); groups under ``min_points`` are dropped from the output but
-       still take part in merging.
+    3. Stops after ``levels`` levels or when fewer than two nodes are left. A group that a level
+       leaves unchanged is kept once (with its first level); groups under ``min_points`` are
+       dropped from the output but still take part in merging.
     ``dual_set`` adds PointGroup's second set: level-0 components on the original coordinates
     (radius ``dual_radius``, default ``radius``). Returns all groups of all levels.
     """
@@ -184,7 +184,7 @@ def hierarchical_grouping(coords: np.ndarray, offsets: Optional[np.ndarray], sem
         node_ids = _components_per_class(centres[nodes], group_cls[nodes], radius * growth ** level,
                                          sizes[nodes], adaptive_exponent)
         if node_ids.max() + 1 == len(nodes):
-            break   # nothing merged: higher levels would repeat this one
+            continue   # nothing merged at this radius; the next level's is larger
         new_id = np.arange(n_groups) + node_ids.max() + 1   # groups left out of the merge keep their own id
         new_id[nodes] = node_ids
         _, new_id = np.unique(new_id, return_inverse=True)
