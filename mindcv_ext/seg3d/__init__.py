@@ -1,6 +1,6 @@
 """3D instance segmentation internals (MaskGroup on the PointGroup base): losses and their
 targets, host-side grouping, MaskScoreNet targets, inference, ScanNet AP, scene data."""
-from .graph import PointGraph, build_point_graph, concat_graphs
+from .graph import PointGraph, build_point_graph, concat_graphs, pad_graph
 from .evaluation import AP_OVERLAPS, average_precision, evaluate_instances
 from .grouping import (GroupingError, Proposals, ball_query_components, hierarchical_grouping, merge_proposals,
                        single_radius_grouping)

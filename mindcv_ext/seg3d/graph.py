@@ -14,7 +14,7 @@ from scipy.spatial import cKDTree
 
 from .transforms import pool_by_voxel, voxelize
 
-__all__ = ["PointGraph", "build_point_graph", "concat_graphs"]
+__all__ = ["PointGraph", "build_point_graph", "concat_graphs", "pad_graph"]
 
 
 @dataclass
@@ -73,3 +73,25 @@ def concat_graphs(graphs: Sequence[PointGraph]) -> PointGraph:
             out.pool.append(np.concatenate([g.pool[lvl - 1] + s for g, s in zip(graphs, below)]).astype(np.int32))
             out.unpool.append(np.concatenate([g.unpool[lvl - 1] + s for g, s in zip(graphs, starts)]).astype(np.int32))
     return out
+
+
+def pad_graph(graph: PointGraph, sizes: Sequence[int]) -> Tuple[PointGraph, np.ndarray]:
+    """Static shapes for compiled graphs: every level padded to ``sizes[l]`` rows by repeating its
+    first rows (a repeated row copies the coordinates and neighbour lists of its source, so real
+    rows are computed exactly as before; BatchNorm in training sees a few duplicates).
+
+    Returns the padded graph and ``rows`` (sizes[0],): the original point of each level-0 row;
+    gather the features and labels with it and give rows ``>= len(graph.coords[0])`` the ignore
+    label (-100) and zero offset weight, so padding adds nothing to the losses.
+    """
+    if len(sizes) != len(graph.coords):
+        raise ValueError(f"pad_graph needs one size per level ({len(graph.coords)}), got {list(sizes)}")
+    src = []
+    for lvl, size in enumerate(sizes):
+        n = len(graph.coords[lvl])
+        if size < n:
+            raise ValueError(f"level {lvl} has {n} points, more than its padded size {size}")
+        src.append(np.arange(size) % n)
+    out = PointGraph([c[s] for c, s in zip(graph.coords, src)], [k[s] for k, s in zip(graph.knn, src)],
+                     [p[s] for p, s in zip(graph.pool, src[1:])], [u[s] for u, s in zip(graph.unpool, src[:-1])])
+    return out, src[0]
