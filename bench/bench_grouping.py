@@ -1,6 +1,6 @@
 """Time Hierarchical Point Grouping on 1e4, 1e5 and 2.5e5 points (a full ScanNet scene is ~2.5e5).
 
-    python bench/bench_grouping.py                  # defaults: 3 sizes, 3 repeats, HPG with 2 levels
+    python bench/bench_grouping.py                  # defaults: 3 sizes, best of 5, HPG with 2 levels
     python bench/bench_grouping.py --sizes 10000 50000 --noise 0.1 --levels 3
 
 Scenes are procedural rooms sampled at 3 cm whose size (and object count) grows with the point
@@ -59,7 +59,7 @@ def best_time(fn, repeats: int):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 250_000])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--noise", type=float, default=0.1)
     parser.add_argument("--levels", type=int, default=2)
     parser.add_argument("--radius", type=float, default=0.03)
