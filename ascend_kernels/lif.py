@@ -10,7 +10,7 @@ passes through unchanged. Inside a group, for j = 0..s-1 (m_0 = 0)::
     y_j     = u_j if f_j else Vth
 
 The backward pass holds the fire flag ``f`` constant (no surrogate), as the official CUDA
-kernel does (facts from the SNN-MLP spec, section 3.4)::
+kernel does (facts from the official SNN-MLP code)::
 
     g_j    = dL/du_j = f_j * dy_j + (1 - f_j) * tau * g_{j+1}     (g_s = 0)
     dx_j   = g_j

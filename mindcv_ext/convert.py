@@ -3,26 +3,19 @@
 Reading: ``.pth``/``.pth.tar``/``.pt`` through torch (when installed), ``.npz`` and
 ``.safetensors`` without it. Generic clean-up happens here (wrapper dicts, ``module.``
 prefixes, profiling and BN counter entries); each model family maps the remaining official
-keys to its own parameter names in ``convert_official_state_dict(state_dict, model_name)``.
+keys to its own parameter names in ``convert_official_state_dict(state_dict, model_name)``
+(with a ``model_kwargs`` argument when it needs the options the model is built with).
 """
+import inspect
 import os
-from typing import Dict, List, Tuple
+from typing import Dict
 
 import numpy as np
 
+from .models.keymaps import ConversionError, bn_key_map  # noqa: F401  (re-exported)
+
 _WRAPPER_KEYS = ("state_dict_ema", "state_dict", "model", "net", "module")
 _DROP_SUFFIXES = ("total_ops", "total_params", "num_batches_tracked")
-
-
-class ConversionError(ValueError):
-    """A checkpoint that cannot be mapped onto the model; the message names every bad key."""
-
-
-def bn_key_map(torch_prefix: str, ms_prefix: str) -> List[Tuple[str, str]]:
-    """The (official key, MindSpore name) pairs of one BatchNorm layer."""
-    pairs = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
-             ("running_var", "moving_variance"))
-    return [(f"{torch_prefix}.{t}", f"{ms_prefix}.{m}") for t, m in pairs]
 
 
 def load_state_dict_file(path: str, prefer_ema: bool = False) -> Dict[str, np.ndarray]:
@@ -80,13 +73,16 @@ def clean_state_dict(raw, prefer_ema: bool = False) -> Dict[str, np.ndarray]:
 
 def convert_state_dict(model_name: str, state_dict: Dict[str, np.ndarray], **model_kwargs) -> Dict[str, np.ndarray]:
     """Map an official state dict onto ``model_name`` and check every name and shape."""
-    from mindcv_ext.models import create_model, model_module
-    module = model_module(model_name)
-    mapper = getattr(module, "convert_official_state_dict", None)
+    from .models import create_model, family_hooks
+    mapper = family_hooks(model_name).converter
     if mapper is None:
         raise ConversionError(f"model '{model_name}' has no converter for official checkpoints")
     state_dict = clean_state_dict(dict(state_dict))
-    mapped = mapper(state_dict, model_name)
+    # a family whose converter needs the build options (e.g. frozen SNN-MLP LIF scalars) takes model_kwargs
+    if "model_kwargs" in inspect.signature(mapper).parameters:
+        mapped = mapper(state_dict, model_name, model_kwargs=dict(model_kwargs))
+    else:
+        mapped = mapper(state_dict, model_name)
     net = create_model(model_name, **model_kwargs)
     expected = {name: tuple(p.shape) for name, p in net.parameters_dict().items()}
     missing = sorted(set(expected) - set(mapped))
@@ -107,7 +103,7 @@ def convert_state_dict(model_name: str, state_dict: Dict[str, np.ndarray], **mod
 
 def convert_checkpoint(model_name: str, src: str, out: str, prefer_ema: bool = False, **model_kwargs) -> int:
     """Convert file ``src`` for ``model_name`` and save a MindSpore checkpoint at ``out``."""
-    from mindcv_ext.engine.checkpoint import save_param_dict
+    from .utils.checkpoint import save_param_dict
     mapped = convert_state_dict(model_name, load_state_dict_file(src, prefer_ema=prefer_ema), **model_kwargs)
     save_param_dict(mapped, out)
     return len(mapped)

@@ -5,7 +5,7 @@ os.environ.setdefault("GLOG_v", "3")
 import mindspore as ms  # noqa: E402
 import pytest  # noqa: E402
 
-from mindcv_ext.config import load_config  # noqa: E402
+from mindcv_ext.tasks import load_config  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
 import pytest
 
-from mindcv_ext.config import ConfigError, load_config, parse_override
+from mindcv_ext.config import ConfigError, parse_override
+from mindcv_ext.tasks import load_config
 
 
 def write(tmp_path, text):

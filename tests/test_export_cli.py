@@ -19,7 +19,7 @@ def test_export_round_trip(tmp_path, fmt):
 
 def test_export_rejects_bad_shape(tmp_path):
     with pytest.raises(ValueError, match="input_shape must be"):
-        export_and_verify(mindcv_ext.create_model("resnet20"), (3, 16, 16), str(tmp_path / "x"))
+        export_and_verify(mindcv_ext.create_model("resnet20"), (3, 0, 16), str(tmp_path / "x"))
 
 
 def test_cli_train_eval_export_infer(tmp_path, capsys):
@@ -32,7 +32,10 @@ def test_cli_train_eval_export_infer(tmp_path, capsys):
     capsys.readouterr()
     main(["eval"] + common + ["--ckpt", str(out / "best.ckpt"), "--json"])
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(metrics) == {"top1", "top5", "loss"} and 0.0 <= metrics["top1"] <= 1.0
+    assert set(metrics) == {"val_top1", "val_top5", "val_loss", "val_n"}
+    logged = json.load(open(out / "log.json"))[-1]  # eval of best.ckpt reproduces the run's own validation
+    assert metrics["val_top1"] == pytest.approx(logged["val_top1"]) and metrics["val_n"] == logged["val_n"]
+    assert metrics["val_loss"] == pytest.approx(logged["val_loss"], rel=1e-5)
     main(["export"] + common + ["--ckpt", str(out / "best.ckpt"), "--out", str(tmp_path / "m")])
     assert "top-1 agreement 1.000" in capsys.readouterr().out
     img = tmp_path / "digit.png"

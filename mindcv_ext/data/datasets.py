@@ -1,20 +1,20 @@
 """Random-access image sources: ImageFolder trees, CIFAR binary files, scikit-learn's digits.
 
 Each source holds (or lazily reads) ``HWC uint8 RGB`` images and integer labels and exposes
-``__len__``, ``__getitem__`` and ``num_classes``; ``create_source`` picks one from the config.
+``__len__``, ``__getitem__`` and ``num_classes``. The built-in datasets register themselves in
+:mod:`mindcv_ext.data.registry` (``digits``, ``cifar10``, ``cifar100``, ``imagefolder``, ``imagenet``).
 """
 import glob
 import os
+import sys
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from .registry import DatasetError, register_dataset
+
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be read, naming the file or folder."""
 
 
 class ArraySource:
@@ -43,41 +43,60 @@ class ArraySource:
 class FileListSource:
     """Images read from disk on demand (ImageFolder trees)."""
 
-    def __init__(self, files: List[str], labels: List[int], classes: List[str]):
+    def __init__(self, files: List[str], labels: List[int], classes: List[str], skip_bad: bool = False):
         self.files, self.labels = list(files), np.asarray(labels, np.int32)
         self.classes, self.num_classes = classes, len(classes)
+        self.skip_bad, self.bad = skip_bad, set()
 
     def __len__(self):
         return len(self.files)
 
     def __getitem__(self, index):
-        path = self.files[index]
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            raise DatasetError(f"cannot decode image '{path}'")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), self.labels[index]
+        for offset in range(len(self.files)):
+            i = (index + offset) % len(self.files)
+            img = None if i in self.bad else cv2.imread(self.files[i], cv2.IMREAD_COLOR)
+            if img is not None:
+                return cv2.cvtColor(img, cv2.COLOR_BGR2RGB), self.labels[i]
+            if not self.skip_bad:
+                raise DatasetError(f"cannot decode image '{self.files[i]}' (run `mindcv-ext check-data -c ...` "
+                                   "to list every bad file, or set data.skip_bad_images=true)")
+            if i not in self.bad:
+                self.bad.add(i)
+                print(f"warning: skipping unreadable image '{self.files[i]}'", file=sys.stderr, flush=True)
+        raise DatasetError("no readable image left in the dataset")
 
     def subset(self, indices: Sequence[int]) -> "FileListSource":
-        return FileListSource([self.files[i] for i in indices], [int(self.labels[i]) for i in indices], self.classes)
+        return FileListSource([self.files[i] for i in indices], [int(self.labels[i]) for i in indices], self.classes,
+                              self.skip_bad)
+
+    def scan(self) -> List[str]:
+        """Paths of the files that do not decode (a full pass over the images)."""
+        return [p for p in self.files if cv2.imread(p, cv2.IMREAD_COLOR) is None]
 
 
-def read_image_folder(root: str, classes: Optional[List[str]] = None) -> FileListSource:
-    """``root/<class>/<image>``; classes sorted by name unless given."""
+def read_image_folder(root: str, classes: Optional[List[str]] = None, skip_bad: bool = False) -> FileListSource:
+    """``root/<class>/<image>``; classes sorted by name unless given. A class folder without images
+    is an error naming it (it would count as a class that never occurs)."""
     if not os.path.isdir(root):
         raise DatasetError(f"image folder '{root}' does not exist")
     if classes is None:
         classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
     if not classes:
         raise DatasetError(f"image folder '{root}' has no class sub-folders")
-    files, labels = [], []
+    files, labels, empty = [], [], []
     for label, name in enumerate(classes):
-        for path in sorted(glob.glob(os.path.join(root, name, "**", "*"), recursive=True)):
-            if path.lower().endswith(IMG_EXTENSIONS):
-                files.append(path)
-                labels.append(label)
+        found = [p for p in sorted(glob.glob(os.path.join(root, name, "**", "*"), recursive=True))
+                 if p.lower().endswith(IMG_EXTENSIONS)]
+        if not found:
+            empty.append(name)
+        files += found
+        labels += [label] * len(found)
     if not files:
         raise DatasetError(f"image folder '{root}' holds no images ({', '.join(IMG_EXTENSIONS)})")
-    return FileListSource(files, labels, classes)
+    if empty:
+        raise DatasetError(f"image folder '{root}': class folder(s) {', '.join(empty)} hold no images "
+                           f"({', '.join(IMG_EXTENSIONS)})")
+    return FileListSource(files, labels, classes, skip_bad)
 
 
 CIFAR_LAYOUT = {  # name -> (train files, test files, label bytes, label byte used, classes)
@@ -138,26 +157,37 @@ def split_indices(labels: np.ndarray, val_fraction: float, seed: int) -> Tuple[n
     return np.sort(np.asarray(train)), np.sort(np.asarray(val))
 
 
-def create_source(dataset: str, root: Optional[str], split: str, val_split: float = 0.2, seed: int = 0):
-    """The ``train`` or ``val`` source of a dataset named in the config."""
-    if split not in ("train", "val"):
-        raise DatasetError(f"split must be 'train' or 'val', got '{split}'")
-    if dataset == "digits":
-        full = read_digits()
-        train_idx, val_idx = split_indices(full.labels, val_split, seed)
-        return full.subset(train_idx if split == "train" else val_idx)
-    if dataset in CIFAR_LAYOUT:
-        if not root:
-            raise DatasetError(f"data.root must point at the {dataset} binary files")
-        return read_cifar_binary(root, dataset, train=(split == "train"))
-    if dataset in ("imagefolder", "imagenet"):
-        if not root:
-            raise DatasetError(f"data.root must point at an image folder for dataset '{dataset}'")
-        split_dir = os.path.join(root, split)
-        if os.path.isdir(os.path.join(root, "train")):
-            classes = read_image_folder(os.path.join(root, "train")).classes
-            return read_image_folder(split_dir, classes)
-        full = read_image_folder(root)
-        train_idx, val_idx = split_indices(full.labels, val_split, seed)
-        return full.subset(train_idx if split == "train" else val_idx)
-    raise DatasetError(f"unknown dataset '{dataset}' (choose digits, cifar10, cifar100, imagefolder, imagenet)")
+def _classification_split(full, data_cfg, split: str, seed: int):
+    train_idx, val_idx = split_indices(full.labels, data_cfg.val_split, seed)
+    return full.subset(train_idx if split == "train" else val_idx)
+
+
+@register_dataset("digits")
+def digits(data_cfg, split, seed):
+    return _classification_split(read_digits(), data_cfg, split, seed)
+
+
+def _cifar(name: str):
+    def factory(data_cfg, split, seed):
+        if not data_cfg.root:
+            raise DatasetError(f"data.root must point at the {name} binary files")
+        return read_cifar_binary(data_cfg.root, name, train=(split == "train"))
+    return factory
+
+
+def image_folder(data_cfg, split, seed):
+    """``root/train/<class>/*`` + ``root/val/<class>/*``, or one tree split by ``data.val_split``."""
+    root = data_cfg.root
+    if not root:
+        raise DatasetError(f"data.root must point at an image folder for dataset '{data_cfg.dataset}'")
+    skip = bool(data_cfg.get("skip_bad_images", False))
+    if os.path.isdir(os.path.join(root, "train")):
+        classes = read_image_folder(os.path.join(root, "train")).classes
+        return read_image_folder(os.path.join(root, split), classes, skip_bad=skip)
+    return _classification_split(read_image_folder(root, skip_bad=skip), data_cfg, split, seed)
+
+
+for _name in CIFAR_LAYOUT:
+    register_dataset(_name)(_cifar(_name))
+for _name in ("imagefolder", "imagenet"):
+    register_dataset(_name)(image_folder)

@@ -5,17 +5,28 @@ import os
 from typing import Dict, List
 
 
+def _atomic_open(path: str):
+    return open(path + ".tmp", "w", newline="", encoding="utf-8")
+
+
 def write_logs(out_dir: str, history: List[Dict]) -> None:
+    """metrics.csv, log.json and curves.png, each written to a temporary file and renamed, so an
+    interrupted write never leaves a half file (resume reads the history from the checkpoint)."""
     if not history:
         return
     keys = list(dict.fromkeys(k for rec in history for k in rec))
-    with open(os.path.join(out_dir, "metrics.csv"), "w", newline="", encoding="utf-8") as fh:
+    csv_path, json_path = os.path.join(out_dir, "metrics.csv"), os.path.join(out_dir, "log.json")
+    with _atomic_open(csv_path) as fh:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)
-    with open(os.path.join(out_dir, "log.json"), "w", encoding="utf-8") as fh:
+    os.replace(csv_path + ".tmp", csv_path)
+    with _atomic_open(json_path) as fh:
         json.dump(history, fh, indent=1)
-    plot_curves(history, os.path.join(out_dir, "curves.png"))
+    os.replace(json_path + ".tmp", json_path)
+    png = os.path.join(out_dir, "curves.png")
+    plot_curves(history, png + ".tmp.png")
+    os.replace(png + ".tmp.png", png)
 
 
 def plot_curves(history: List[Dict], path: str) -> None:
@@ -26,18 +37,20 @@ def plot_curves(history: List[Dict], path: str) -> None:
     epochs = [r["epoch"] + 1 for r in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [r["train_loss"] for r in history], marker="o", label="train loss")
-    val = [(r["epoch"] + 1, r) for r in history if "val_top1" in r]
-    if val:
-        ax_loss.plot([e for e, _ in val], [r["val_loss"] for _, r in val], marker="o", label="val loss")
-        ax_acc.plot([e for e, _ in val], [r["val_top1"] for _, r in val], marker="o", label="val top-1")
-        ax_acc.plot([e for e, _ in val], [r["val_top5"] for _, r in val], marker="s", label="val top-5")
+    losses = sorted({k for r in history for k in r if k.startswith("val_") and "loss" in k})
+    scores = sorted({k for r in history for k in r if k.startswith("val_") and "loss" not in k})
+    for key in losses:
+        pts = [(r["epoch"] + 1, r[key]) for r in history if key in r]
+        ax_loss.plot([e for e, _ in pts], [v for _, v in pts], marker="o", label=key)
+    for key in scores:
+        pts = [(r["epoch"] + 1, r[key]) for r in history if key in r]
+        ax_acc.plot([e for e, _ in pts], [v for _, v in pts], marker="o", label=key)
     ax_loss.set_xlabel("epoch")
     ax_loss.set_title("loss")
     ax_loss.legend()
     ax_acc.set_xlabel("epoch")
-    ax_acc.set_title("accuracy")
-    ax_acc.set_ylim(0, 1)
-    if val:
+    ax_acc.set_title("validation metrics")
+    if scores:
         ax_acc.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

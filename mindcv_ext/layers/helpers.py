@@ -27,3 +27,16 @@ def to_pair(value, what: str):
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(i, int) for i in value):
         return tuple(value)
     raise ValueError(f"{what} must be an int or a pair of ints, got {value!r}")
+
+
+KERNEL_CHOICES = ("auto", "custom", "composite")
+
+
+def parse_kernels(value, what: str = "kernels"):
+    """The one reader of the ``kernels`` option: ``auto``/``None`` -> ``None`` (the layer decides:
+    custom where its kernel compiles on this device), ``custom`` or ``composite`` as given."""
+    if value is None or value == "auto":
+        return None
+    if value in ("custom", "composite"):
+        return value
+    raise ValueError(f"{what} must be one of {', '.join(KERNEL_CHOICES)}, got {value!r}")

@@ -1,6 +1,6 @@
 """AdaBin binary networks (ECCV 2022) and their plain sign-BNN twins.
 
-Layouts follow the compression spec, section 3.5 (read from the official code,
+Layouts follow the official AdaBin code (
 huawei-noah/Efficient-Computing ``BinaryNetworks/AdaBin``):
 
 * ``adabin_resnet20`` (CIFAR): float stem conv3x3(3, 16) + BN + Maxout; three stages of three
@@ -11,6 +11,10 @@ huawei-noah/Efficient-Computing ``BinaryNetworks/AdaBin``):
   with the parameter-free option-A shortcut (stride-2 subsampling, channels zero-padded by
   planes/4 on each side); global average pool, BatchNorm1d(64), float Linear. 271,262 trainable
   parameters, the count of the official checkpoint's tensors.
+* ``adabin_resnet18_cifar`` (CIFAR, official ``cifar10/nets/resnet18.py``): float stem conv3x3(3, 64)
+  stride 1 + BN + Maxout; the same blocks (64/128/256/512, two per stage, strides 1/2/2/2) with a
+  float 1x1 conv(stride) + BN shortcut where the shape changes; average pool, BatchNorm1d(512),
+  Linear; PyTorch default init.
 * ``adabin_resnet18`` (ImageNet): float stem conv7x7/2 + BN + Maxout + max pool 3/2; the same
   blocks (64/128/256/512, two per stage); downsample shortcut = AvgPool2d(2) -> float conv1x1 -> BN;
   global average pool, BatchNorm1d(512), Linear. The official model also builds a ``nonlinear2``
@@ -30,20 +34,23 @@ architectures with the plain sign quantizer on inputs and weights (the BNN basel
 Names mirror the official state-dict keys (``layer1.0.conv1.weight``, ``...nonlinear1.pos_scale``);
 the activation scalars live at ``conv.input_quantizer.alpha_a`` (official: ``conv.binary_a.alpha_a``).
 """
+import math
 from typing import Callable, Dict, Optional
 
 import numpy as np
 import mindspore as ms
 from ascend_kernels.padding import ZeroPad
 from mindspore import Parameter, Tensor, nn, ops
-from mindspore.common.initializer import HeNormal, Normal, initializer
+from mindspore.common.initializer import HeNormal, HeUniform, Normal, initializer
 
+from ..layers.helpers import parse_kernels
 from ..quant.binary import (AdaBinActivationQuantizer, AdaBinWeightQuantizer, BinaryConv2d,
                             ProgressiveSchedule, SignQuantizer, model_size_bits, model_size_summary,
                             set_progressive)
-from .registry import register_model
+from .registry import Family, register_model
 
-__all__ = ["Maxout", "AdaBinBasicBlock", "AdaBinCifarResNet", "AdaBinResNet", "AdaBinVGGSmall",
+__all__ = ["Maxout", "AdaBinBasicBlock", "AdaBinCifarResNet", "AdaBinCifarResNet18", "AdaBinResNet",
+           "AdaBinVGGSmall",
            "convert_official_state_dict", "model_size_bits", "model_size_summary", "train_callbacks",
            "set_progressive"]
 
@@ -107,9 +114,7 @@ def binary_conv_factory(quantizer: str = "adabin", form: str = "coded", weight_i
 
     ``kernels`` (auto | custom | composite | None = global choice) picks the shared binarizer's backend.
     """
-    if kernels not in (None, "auto", "custom", "composite"):
-        raise ValueError(f"kernels must be auto, custom or composite, got {kernels!r}")
-    backend = None if kernels in (None, "auto") else kernels
+    backend = parse_kernels(kernels)
     quantizer = str(quantizer).lower()
     if quantizer not in ("adabin", "sign"):
         raise ValueError(f"quantizer must be 'adabin' or 'sign', got {quantizer!r}")
@@ -119,22 +124,30 @@ def binary_conv_factory(quantizer: str = "adabin", form: str = "coded", weight_i
             iq, kq = AdaBinActivationQuantizer(form=form, backend=backend), AdaBinWeightQuantizer()
         else:
             iq, kq = SignQuantizer(backend=backend), SignQuantizer(backend=backend)
-        init = HeNormal(mode="fan_in", nonlinearity="relu") if weight_init == "fan_in" \
-            else Normal(sigma=float(np.sqrt(2.0 / (k * k * out_ch))))
+        init = _init(weight_init, k, out_ch)
         return BinaryConv2d(in_ch, out_ch, k, stride, padding, input_quantizer=iq, kernel_quantizer=kq,
                             weight_init=init)
     return make
 
 
+def _init(weight_init: str, k: int, out_ch: int):
+    """``fan_in``: Kaiming normal (fan in); ``fan_out``: N(0, sqrt(2 / (k k out))); ``torch_default``:
+    PyTorch's default conv init, Kaiming uniform with a = sqrt(5) (bound 1 / sqrt(fan_in))."""
+    if weight_init == "fan_in":
+        return HeNormal(mode="fan_in", nonlinearity="relu")
+    if weight_init == "torch_default":
+        return HeUniform(negative_slope=math.sqrt(5), mode="fan_in", nonlinearity="leaky_relu")
+    return Normal(sigma=float(np.sqrt(2.0 / (k * k * out_ch))))
+
+
 def _float_conv(in_ch, out_ch, k, stride=1, padding=0, weight_init="fan_in"):
-    init = HeNormal(mode="fan_in", nonlinearity="relu") if weight_init == "fan_in" \
-        else Normal(sigma=float(np.sqrt(2.0 / (k * k * out_ch))))
+    init = _init(weight_init, k, out_ch)
     return nn.Conv2d(in_ch, out_ch, k, stride=stride, pad_mode="pad", padding=padding, has_bias=False,
                      weight_init=init)
 
 
 class AdaBinBasicBlock(nn.Cell):
-    """Two binary 3x3 convs, each with BN, its own shortcut and a non-linearity (spec 3.5)."""
+    """Two binary 3x3 convs, each with BN, its own shortcut and a non-linearity (official AdaBin code)."""
 
     def __init__(self, in_planes: int, planes: int, stride: int, conv: Callable, shortcut: str = "A",
                  nonlinearity: str = "maxout", weight_init: str = "fan_in"):
@@ -150,6 +163,9 @@ class AdaBinBasicBlock(nn.Cell):
                     raise ValueError(f"option-A shortcut needs stride 2 and planes = 2 x in_planes, got "
                                      f"{in_planes}->{planes} stride {stride}")
                 self.shortcut = ShortcutA(planes // 4, stride)
+            elif shortcut == "conv":  # CIFAR ResNet-18: float 1x1 conv with the block's stride, then BN
+                self.shortcut = nn.SequentialCell([_float_conv(in_planes, planes, 1, stride, 0, weight_init),
+                                                   _bn(planes)])
             elif shortcut == "avgpool_conv":
                 layers = []
                 if stride != 1:
@@ -159,7 +175,7 @@ class AdaBinBasicBlock(nn.Cell):
                 layers += [_float_conv(in_planes, planes, 1, 1, 0, weight_init), _bn(planes)]
                 self.downsample = nn.SequentialCell(layers)
             else:
-                raise ValueError(f"shortcut must be 'A' or 'avgpool_conv', got {shortcut!r}")
+                raise ValueError(f"shortcut must be 'A', 'conv' or 'avgpool_conv', got {shortcut!r}")
 
     def construct(self, x):
         if self.shortcut is not None:
@@ -215,6 +231,48 @@ class AdaBinCifarResNet(nn.Cell):
 
     def construct(self, x):
         _check_input(x, self.in_channels, 4, "AdaBinCifarResNet")
+        x = ops.mean(self.forward_features(x), (2, 3))
+        return self.linear(self.dropout(self.bn2(x)))
+
+
+class AdaBinCifarResNet18(nn.Cell):
+    """CIFAR-layout binary ResNet-18 (official ``cifar10/nets/resnet18.py``): float conv3x3(3, 64)
+    stride 1 + BN + Maxout; four stages of two blocks (64/128/256/512, strides 1/2/2/2) with a float
+    1x1 conv + BN shortcut (``shortcut.0`` / ``shortcut.1``) where the shape changes; average pool,
+    BatchNorm1d(512), Linear. PyTorch default init throughout (the official file sets none).
+
+    The official head pools with ``avg_pool2d(out, 4)``, the global mean at the 32x32 input (4x4
+    maps); here the global mean is taken for any input size.
+    """
+
+    def __init__(self, layers=(2, 2, 2, 2), num_classes: int = 10, in_channels: int = 3, quantizer: str = "adabin",
+                 form: str = "coded", nonlinearity: str = "maxout", drop_rate: float = 0.0,
+                 kernels: Optional[str] = None):
+        super().__init__()
+        self.in_channels, self.quantizer = in_channels, quantizer
+        conv = binary_conv_factory(quantizer, form, weight_init="torch_default", kernels=kernels)
+        self.conv1, self.bn1 = _float_conv(in_channels, 64, 3, 1, 1, "torch_default"), _bn(64)
+        self.nonlinear1 = _nonlinearity(nonlinearity, 64)
+        planes, stages = 64, []
+        for i, (width, n) in enumerate(zip((64, 128, 256, 512), layers)):
+            blocks = []
+            for j in range(n):
+                blocks.append(AdaBinBasicBlock(planes, width, 2 if (j == 0 and i > 0) else 1, conv, "conv",
+                                               nonlinearity, "torch_default"))
+                planes = width
+            stages.append(nn.SequentialCell(blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.num_features = planes
+        self.bn2 = _bn1d(planes)
+        self.dropout = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
+        self.linear = nn.Dense(planes, num_classes)  # MindSpore's Dense default init is PyTorch's Linear init
+
+    def forward_features(self, x):
+        x = self.nonlinear1(self.bn1(self.conv1(x)))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def construct(self, x):
+        _check_input(x, self.in_channels, 8, "AdaBinCifarResNet18")
         x = ops.mean(self.forward_features(x), (2, 3))
         return self.linear(self.dropout(self.bn2(x)))
 
@@ -326,6 +384,17 @@ def bnn_resnet20(num_classes=10, in_channels=3, **kw):
 
 
 @register_model
+def adabin_resnet18_cifar(num_classes=10, in_channels=3, quantizer="adabin", **kw):
+    """AdaBin ResNet-18, CIFAR layout (the official CIFAR-10 table's ResNet-18 1w1a)."""
+    return _build(AdaBinCifarResNet18, (2, 2, 2, 2), num_classes, in_channels, quantizer=quantizer, **kw)
+
+
+@register_model
+def bnn_resnet18_cifar(num_classes=10, in_channels=3, **kw):
+    return _build(AdaBinCifarResNet18, (2, 2, 2, 2), num_classes, in_channels, quantizer="sign", **kw)
+
+
+@register_model
 def adabin_resnet18(num_classes=1000, in_channels=3, quantizer="adabin", **kw):
     return _build(AdaBinResNet, (2, 2, 2, 2), num_classes, in_channels, quantizer=quantizer, **kw)
 
@@ -382,7 +451,7 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
     The EDE schedule values of each binary conv (not in official checkpoints) get the official
     layer defaults k = 10, t = 0.1 (they do not change the forward pass).
     """
-    from ..convert import ConversionError
+    from .keymaps import ConversionError
     if not model_name.startswith("adabin_"):
         raise ConversionError(f"official AdaBin checkpoints map only onto adabin_* models, not '{model_name}' "
                               "(the sign-BNN twins have no official weights)")
@@ -410,3 +479,9 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
     if bad:
         raise ConversionError(f"{len(bad)} official keys have no place in '{model_name}': {', '.join(sorted(bad)[:20])}")
     return out
+
+
+FAMILY = Family(converter=convert_official_state_dict, train_callbacks=train_callbacks, model_size=model_size_bits,
+                kernels=True, input_sizes={n: 32 for n in ("adabin_resnet20", "bnn_resnet20", "adabin_vgg_small",
+                                                            "bnn_vgg_small")},
+                paper="Tu et al., AdaBin: Improving Binary Neural Networks with Adaptive Binary Sets, ECCV 2022")

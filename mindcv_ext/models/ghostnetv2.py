@@ -4,7 +4,7 @@ GhostNetV2 is GhostNet with a "DFC" attention gate on the expansion Ghost module
 bottleneck except the first two. The layer table, widths, layer order and parameter names follow
 the official PyTorch release (huawei-noah/Efficient-AI-Backbones, ghostnetv2_pytorch), so
 official and timm checkpoints map onto these Cells by renaming BatchNorm entries only
-(``convert_official_state_dict``). Facts used here are listed in the project's backbone spec,
+(``convert_official_state_dict``). Facts used here come from the official code,
 section 1.
 
 Names mirror the official modules: ``conv_stem``, ``bn1``, ``blocks.{stage}.{i}.ghost1``
@@ -19,9 +19,9 @@ from mindspore import nn, ops
 
 from ..layers.dfc_attention import DFCAttention
 from ..layers.drop_path import DropPath
-from ..layers.helpers import make_divisible
+from ..layers.helpers import make_divisible, parse_kernels
 from ..layers.squeeze_excite import SqueezeExcite
-from .registry import register_model
+from .registry import Family, register_model
 
 __all__ = ["GhostNetV2", "GhostModule", "DFCGhostModule", "GhostBottleneckV2", "ConvBnAct",
            "ghostnetv2_100", "ghostnetv2_130", "ghostnetv2_160", "ghostnet_100",
@@ -29,7 +29,7 @@ __all__ = ["GhostNetV2", "GhostModule", "DFCGhostModule", "GhostBottleneckV2", "
 
 # Bottleneck table of GhostNet V1 and V2 (identical), one inner list per stage ("blocks.{stage}").
 # Row: (depthwise kernel, expansion width, output width, SE ratio, stride), before width scaling.
-# Source: official ghostnetv2_torch.py layer table, reproduced in spec 1.3.
+# Source: official ghostnetv2_torch.py layer table.
 BLOCK_CFGS = (
     ((3, 16, 16, 0.0, 1),),
     ((3, 48, 24, 0.0, 2),),
@@ -47,8 +47,6 @@ HEAD_CHANNELS = 1280  # conv_head width, not scaled with the model width
 DFC_FIRST_LAYER = 2   # bottlenecks with a global index >= 2 get the DFC gate in ghost1
 CHANNEL_DIVISOR = 4
 
-# kernels= (config key) / backend= (DFCAttention argument) -> DFCAttention backend
-_KERNEL_CHOICES = {"auto": None, None: None, "custom": "custom", "composite": "composite"}
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:
@@ -121,7 +119,7 @@ class DFCGhostModule(_GhostHalves, DFCAttention):
     The gate branch ``short_conv`` is the DFCAttention Cell's own (this class extends it, so
     the parameter names are ``short_conv.*`` next to ``primary_conv.*``/``cheap_operation.*``
     as in the official checkpoints). The gate is computed from the module input and multiplies
-    the Ghost output after both ReLUs (spec 1.4).
+    the Ghost output after both ReLUs (official GhostNetV2 code).
 
     Feature maps with a side of 1 pixel (e.g. the last stage of a 32x32 input) cannot be
     average-pooled 2x2; there the row/column is repeated once before the gate, so the 2x2 pool
@@ -149,7 +147,7 @@ class DFCGhostModule(_GhostHalves, DFCAttention):
 
         Counted here (not by hooks on the child convs) so that the figure is the same whichever
         DFC backend runs: a fused kernel does not call the conv Cells. Pooling, sigmoid, resize
-        and the gating product are element-wise and not counted (as in the spec's MAC table)."""
+        and the gating product are element-wise and not counted (as in the paper's MAC figures)."""
         n, _, h, w = inputs[0].shape
         total = self._halves_macs(n, h, w)
         ph, pw = max(h // 2, 1), max(w // 2, 1)
@@ -160,7 +158,7 @@ class DFCGhostModule(_GhostHalves, DFCAttention):
 
 class GhostBottleneckV2(nn.Cell):
     """ghost1 (expand, ReLU, DFC-gated when ``use_dfc``) -> [depthwise k x k stride s -> BN]
-    -> [SE] -> ghost2 (project, no ReLU) + shortcut. No activation after the sum (spec 1.4).
+    -> [SE] -> ghost2 (project, no ReLU) + shortcut. No activation after the sum (official GhostNetV2 code).
     ``drop_path`` > 0 adds stochastic depth on the residual branch (not in the official models)."""
 
     def __init__(self, in_channels: int, mid_channels: int, out_channels: int, kernel_size: int = 3,
@@ -309,17 +307,7 @@ class GhostNetV2(nn.Cell):
 
 
 def _create(num_classes: int, in_channels: int, width: float, version: str, kwargs) -> GhostNetV2:
-    kernels = kwargs.pop("kernels", "auto")
-    backend = kwargs.pop("backend", None)
-    if kernels not in _KERNEL_CHOICES:
-        raise ValueError(f"kernels must be one of 'auto', 'custom', 'composite', got {kernels!r}")
-    if backend not in _KERNEL_CHOICES:
-        raise ValueError(f"backend must be None, 'custom' or 'composite', got {backend!r}")
-    dfc_backend = _KERNEL_CHOICES[kernels]
-    if backend is not None:
-        if dfc_backend is not None and dfc_backend != backend:
-            raise ValueError(f"conflicting DFC backends: kernels={kernels!r} and backend={backend!r}")
-        dfc_backend = _KERNEL_CHOICES[backend]
+    dfc_backend = parse_kernels(kwargs.pop("kernels", "auto"))
     if "width" in kwargs:
         raise ValueError("width is fixed by the model name (e.g. ghostnetv2_130); use GhostNetV2(width=...) directly")
     return GhostNetV2(num_classes=num_classes, width=width, in_channels=in_channels, version=version,
@@ -364,7 +352,7 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
     is renamed ``weight/bias/running_mean/running_var -> gamma/beta/moving_mean/moving_variance``.
     Name and shape checks against the model are done by ``mindcv_ext.convert.convert_state_dict``.
     """
-    from mindcv_ext.convert import ConversionError, bn_key_map
+    from .keymaps import ConversionError, bn_key_map
 
     if model_name not in _CONVERTIBLE:
         raise ConversionError(f"convert_official_state_dict (ghostnetv2): unknown model '{model_name}' "
@@ -393,3 +381,7 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
         if key not in renamed:
             out[key] = np.asarray(state_dict[key])
     return out
+
+
+FAMILY = Family(converter=convert_official_state_dict, kernels=True,
+                paper="Tang et al., GhostNetV2: Enhance Cheap Operation with Long-Range Attention, NeurIPS 2022")

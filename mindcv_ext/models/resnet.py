@@ -11,10 +11,8 @@ from typing import Callable, List, Optional
 from mindspore import nn, ops
 from mindspore.common.initializer import HeNormal
 
-from .registry import register_model
+from .registry import Family, register_model
 
-DEFAULT_INPUT = {"resnet20": 32, "resnet32": 32, "resnet56": 32}
-STATUS = "float baseline, tested"
 
 
 def conv2d(in_ch, out_ch, kernel_size, stride=1, padding=0):
@@ -170,3 +168,7 @@ def resnet32(num_classes=10, in_channels=3, **kw):
 @register_model
 def resnet56(num_classes=10, in_channels=3, **kw):
     return CifarResNet(56, num_classes, in_channels, **kw)
+
+
+FAMILY = Family(input_sizes={"resnet20": 32, "resnet32": 32, "resnet56": 32}, status="float baseline, tested",
+                paper="He et al., Deep Residual Learning for Image Recognition, CVPR 2016")

@@ -1,7 +1,7 @@
 """SNN-MLP (Li et al., "Brain-inspired Multilayer Perceptron with Spiking Neurons", CVPR 2022).
 
 Layout, block order, parameter names and shapes follow the official PyTorch release as recorded
-in specs/backbones.md section 3 (official repository huawei-noah/Efficient-AI-Backbones,
+in the official repository ( huawei-noah/Efficient-AI-Backbones,
 ``snnmlp_pytorch``), so official state dicts map onto these Cells name for name:
 
 * ``patch_embed``: 4x4/4 conv (bias) -> GroupNorm(1, C);
@@ -13,7 +13,8 @@ Every norm is GroupNorm(1, C) (eps 1e-5); every "linear" inside the blocks is a 
 ``LIFBlock`` is ``x + dp(lif_module(norm1(x)))`` then ``x + dp(mlp(norm2(x)))``; the LIF module
 runs conv1 -> GN -> GELU -> depthwise 3x3 -> GN -> GELU, then two parallel branches (LIF along H
 then conv2_1 -> GELU; LIF along W then conv2_2 -> GELU), sums them, and ends with GN -> conv3.
-GELU is the exact erf form. The LIF scalars ``tau``/``Vth`` are learnable per ``LIFSpike``.
+GELU is the exact erf form. The LIF scalars ``tau``/``Vth`` are learnable per ``LIFSpike``; with
+``lif_fix_tau`` / ``lif_fix_vth`` they are non-trainable Parameters (buffers) that still load and save.
 """
 from typing import Dict, Optional, Sequence
 
@@ -25,13 +26,14 @@ from ascend_kernels.padding import pad_end
 
 from ..layers.drop_path import DropPath
 from ..layers.gelu import GELU
+from ..layers.helpers import parse_kernels
 from ..layers.lif import LIFSpike
-from .registry import register_model
+from .registry import Family, register_model
 
 __all__ = ["SNNMLP", "LIFBlock", "LIFModule", "PatchMerging", "snnmlp_t", "snnmlp_s", "snnmlp_b",
            "convert_official_state_dict", "official_key_map", "lif_param_filter"]
 
-# Variant table (specs/backbones.md 3.1, from the official configs/*.yaml).
+# Variant table (from the official configs/*.yaml).
 MODEL_CFGS = {
     "snnmlp_t": dict(embed_dim=96, depths=(2, 2, 6, 2), drop_path_rate=0.2),
     "snnmlp_s": dict(embed_dim=96, depths=(2, 2, 18, 2), drop_path_rate=0.3),
@@ -39,7 +41,7 @@ MODEL_CFGS = {
 }
 
 # Initial LIF values used by the official training script (--lif_init_tau / --lif_init_vth
-# defaults, specs/backbones.md 3.4); released checkpoints carry learned values.
+# defaults); released checkpoints carry learned values.
 LIF_INIT_TAU = 0.25
 LIF_INIT_VTH = 0.1
 
@@ -200,7 +202,7 @@ class SNNMLP(nn.Cell):
         self.pos_drop = nn.Dropout(p=drop_rate) if drop_rate > 0 else nn.Identity()
         rates = np.linspace(0.0, drop_path_rate, int(sum(depths))).tolist()
         lif_kw = dict(lif=lif, init_tau=lif_init_tau, init_vth=lif_init_vth, fix_tau=lif_fix_tau,
-                      fix_vth=lif_fix_vth, backend=kernels)
+                      fix_vth=lif_fix_vth, backend=parse_kernels(kernels))
         layers, start = [], 0
         for i, depth in enumerate(depths):
             layers.append(BasicLayer(int(embed_dim * 2 ** i), int(depth), rates[start:start + depth],
@@ -259,7 +261,8 @@ def lif_param_filter(param_name: str) -> bool:
 # --------------------------------------------------------------------------------------------
 # Official checkpoint conversion
 # --------------------------------------------------------------------------------------------
-def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: str) -> Dict[str, np.ndarray]:
+def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: str,
+                                model_kwargs: Optional[dict] = None) -> Dict[str, np.ndarray]:
     """Map an official SNN-MLP state dict (already unwrapped and cleaned) to our parameter names.
 
     Every official key has a counterpart with the same path: convs/Dense keep ``weight``/``bias``,
@@ -267,8 +270,16 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
     stored (shape [1]). Keys that are not parameters of the official ``model_name`` (the standard
     1000-class head is assumed only for the key names) raise ``ConversionError`` naming them;
     missing keys and shape mismatches are reported by ``mindcv_ext.convert.convert_state_dict``.
+
+    Frozen LIF scalars: with ``--lif_fix_tau`` / ``--lif_fix_vth`` the official ``LIFSpike`` keeps
+    tau / Vth as plain floats (the init values), so such files hold no ``tau`` / ``Vth`` keys. Here
+    they are non-trainable Parameters (buffers) and get the init value: when the model is built
+    frozen (``model_kwargs`` ``lif_fix_tau`` / ``lif_fix_vth``), or when the file holds none of them
+    (the official fixed option). The value is ``lif_init_tau`` / ``lif_init_vth`` from
+    ``model_kwargs``, else the official training defaults 0.25 / 0.1. A file missing only some of
+    them is reported as missing keys.
     """
-    from mindcv_ext.convert import ConversionError
+    from .keymaps import ConversionError
 
     if model_name not in MODEL_CFGS:
         raise ConversionError(f"convert_official_state_dict: '{model_name}' is not an SNN-MLP model "
@@ -278,12 +289,21 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
     if unknown:
         raise ConversionError(f"{len(unknown)} keys are not parameters of official {model_name}: "
                               f"{', '.join(unknown[:20])}")
-    return {official[k]: v for k, v in state_dict.items()}
+    out = {official[k]: v for k, v in state_dict.items()}
+    kwargs = dict(model_kwargs or {})
+    for leaf, fix_key, init_key, default in (("tau", "lif_fix_tau", "lif_init_tau", LIF_INIT_TAU),
+                                             ("Vth", "lif_fix_vth", "lif_init_vth", LIF_INIT_VTH)):
+        names = [k for k in official.values() if k.endswith(f".{leaf}")]
+        absent = [k for k in names if k not in out]
+        if absent and (kwargs.get(fix_key) or len(absent) == len(names)):
+            value = np.array([kwargs.get(init_key, default)], np.float32)
+            out.update({k: value for k in absent})
+    return out
 
 
 def official_key_map(model_name: str) -> Dict[str, str]:
     """Official state_dict key -> our parameter name, for every parameter of ``model_name``
-    (specs/backbones.md 3.6)."""
+    (official SNN-MLP code)."""
     depths = MODEL_CFGS[model_name]["depths"]
     norms = ["patch_embed.norm", "norm"]
     plain = ["patch_embed.proj.weight", "patch_embed.proj.bias", "head.weight", "head.bias"]
@@ -305,3 +325,7 @@ def official_key_map(model_name: str) -> Dict[str, str]:
         mapping[f"{norm}.weight"] = f"{norm}.gamma"
         mapping[f"{norm}.bias"] = f"{norm}.beta"
     return mapping
+
+
+FAMILY = Family(converter=convert_official_state_dict, param_filters={"lif": lif_param_filter}, kernels=True,
+                paper="Li et al., Brain-inspired Multilayer Perceptron with Spiking Neurons, CVPR 2022")

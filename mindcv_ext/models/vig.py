@@ -1,7 +1,7 @@
 """Vision GNN (ViG, arXiv 2206.00272): isotropic ViG-Ti/S/B and Pyramid ViG-Ti/S/M/B.
 
 The layout, block schedules and parameter names follow the official PyTorch release
-(huawei-noah/Efficient-AI-Backbones, ``vig_pytorch``) as recorded in specs/backbones.md section 2,
+(huawei-noah/Efficient-AI-Backbones, ``vig_pytorch``) as read from that code,
 so an official state dict maps onto these Cells by renaming BatchNorm entries only
 (``convert_official_state_dict``).
 
@@ -25,7 +25,7 @@ from mindspore.common.initializer import HeNormal
 
 from ..layers.drop_path import DropPath
 from ..layers.gelu import GELU, set_gelu_export_mode
-from .registry import register_model
+from .registry import Family, register_model
 
 __all__ = [
     "DeepGCN", "PyramidDeepGCN", "Grapher", "FFN", "DyGraphConv2d", "MRConv2d", "DenseDilatedKnnGraph",
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 # ------------------------------------------------------------------------------------------------
-# Variant table (specs/backbones.md 2.1, 2.6; values from the official vig.py / pyramid_vig.py).
+# Variant table (values from the official vig.py / pyramid_vig.py).
 # ------------------------------------------------------------------------------------------------
 _ISOTROPIC = {
     "vig_ti_224_gelu": {"channels": 192, "blocks": 12},
@@ -52,7 +52,7 @@ _BASE_SIZE = 224                 # the resolution the parameters are laid out fo
 _HEAD_DIM = 1024                 # hidden width of the prediction head (hard-coded upstream)
 _DEFAULT_K = 9
 
-# Evaluation preprocessing of the released checkpoints (specs/backbones.md 2.9).
+# Evaluation preprocessing of the released checkpoints (official ViG code).
 default_cfgs = {
     name: {"input_size": (3, 224, 224), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
            "interpolation": "bicubic", "crop_pct": 0.95 if name == "pvig_b_224_gelu" else 0.9,
@@ -150,7 +150,7 @@ def relative_pos_table(channels: int, grid: int, reduce_ratio: int) -> np.ndarra
     """The frozen relative-position term of a pyramid Grapher, shape (1, N, N // r^2), float32.
 
     ``-(2 / C) P P^T`` (P = 2-D sin-cos table of the grid) with its key axis bicubic-resized from
-    N to N / r^2 (specs/backbones.md 2.5). It is added to the squared feature distances.
+    N to N / r^2 (official ViG code). It is added to the squared feature distances.
     """
     table = _sincos_2d(channels, grid)
     n = grid * grid
@@ -503,8 +503,6 @@ def _build(name: str, num_classes: int, in_channels: int, drop_rate: float = 0.0
     for label, value in (("drop_rate", drop_rate), ("drop_path_rate", drop_path_rate)):
         if not 0.0 <= float(value) < 1.0:
             raise ValueError(f"{name}: {label} must be in [0, 1), got {value}")
-    if kernels not in ("auto", "composite"):
-        raise ValueError(f"{name}: kernels={kernels!r}; ViG has no custom kernels, use 'auto' or 'composite'")
     k = kwargs.get("k", _DEFAULT_K)
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"{name}: k must be a positive integer, got {k!r}")
@@ -586,7 +584,7 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
     Isotropic and pyramid files are told apart by their keys (pyramid ones hold the stage
     downsampling convs ``backbone.<i>.conv.0.weight`` and ``relative_pos`` tables).
     """
-    from mindcv_ext.convert import ConversionError, bn_key_map
+    from .keymaps import ConversionError, bn_key_map
 
     if model_name not in _ISOTROPIC and model_name not in _PYRAMID:
         raise ConversionError(f"'{model_name}' is not a ViG model ({', '.join(list(_ISOTROPIC) + list(_PYRAMID))})")
@@ -611,3 +609,7 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
             raise ConversionError(f"two checkpoint entries map onto '{new_key}'")
         out[new_key] = np.asarray(value)
     return out
+
+
+FAMILY = Family(converter=convert_official_state_dict, crop_pct=0.9,
+                paper="Han et al., Vision GNN: An Image is Worth Graph of Nodes, NeurIPS 2022")

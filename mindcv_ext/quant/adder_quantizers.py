@@ -1,6 +1,6 @@
 """Quantizers and per-layer scale plans of AdderNet post-training quantization.
 
-Formulas from the compression spec, section 2 (official MindSpore AdderQuant code, b bits,
+Formulas from the official MindSpore AdderQuant code ( b bits,
 ``L = 2^b - 1``):
 
 * weights, signed: ``q_w = clip(round(w * L / (2 s)), -2^(b-1), 2^(b-1) - 1)``, value ``q_w * 2 s / L``;
@@ -13,15 +13,15 @@ once per output. Rounding is half-to-even (``np.round`` / ``ops.round``), as in 
 
 A *plan* fixes, for one adder layer, which scale each output channel uses:
 
-* ``shared`` (the earlier AdderNet scheme, spec 2.4): one scale ``s = max(max|W|, a_r)`` for the
+* ``shared`` (the earlier AdderNet scheme): one scale ``s = max(max|W|, a_r)`` for the
   whole layer and its input, no clamp;
-* ``redistribute`` (spec 2.2): the kernels are clustered into groups by ``max_j |W[o, j]|``
+* ``redistribute`` (official AdderQuant code): the kernels are clustered into groups by ``max_j |W[o, j]|``
   (1-D k-means, seeded); a group whose range ``m_g`` exceeds the activation range ``a_r`` gets
   ``s_g = a_r`` and its weights are clamped to ``[-a_r, a_r]``, the others keep ``s_g = m_g`` (or
-  ``a_r`` with ``small_group_scale="act_range"``, the ablation of spec 2.3).
+  ``a_r`` with ``small_group_scale="act_range"``, the paper's ablation).
 
 The clamp is lossless for inputs in ``[0, s]`` thanks to a per-channel constant
-``b_o = -sum_j max(|W[o, j]| - s_o, 0)`` added to the output (spec 2.3): for ``0 <= x <= s`` and
+``b_o = -sum_j max(|W[o, j]| - s_o, 0)`` added to the output (official AdderQuant code): for ``0 <= x <= s`` and
 ``|w| > s``, ``|x - w| = |x - clip(w)| + (|w| - s)``.
 """
 from dataclasses import dataclass
@@ -105,7 +105,7 @@ class ActivationQuantizer:
 
 
 def abs_quantile(x: np.ndarray, quantile: float = 0.9997) -> float:
-    """The activation-range statistic of one calibration batch (spec 2.2 step 1): the value at index
+    """The activation-range statistic of one calibration batch (official AdderQuant code): the value at index
     ``int((round(n * q) - 1) * q)`` of the ascending ``|x|`` (``np.partition``, no full sort).
     ``quantile = 1`` gives the plain maximum."""
     if not 0.0 < quantile <= 1.0:
@@ -124,7 +124,7 @@ def cluster_kernels(weight: np.ndarray, groups: int, seed: int = 0) -> np.ndarra
     """Group label (0..groups-1) of every output channel of ``weight`` (Cout, ...).
 
     1-D k-means on ``max_j |W[o, j]|`` (k-means++, 10 starts, 300 iterations, tol 1e-4, seeded; the
-    official code leaves the seed unset, spec 0.3). Labels are renumbered by increasing centre, so
+    official code leaves the seed unset). Labels are renumbered by increasing centre, so
     the result depends only on the data and the seed. Raises when a group would be empty.
     """
     from sklearn.cluster import KMeans
@@ -182,7 +182,7 @@ def _act_range(act_range: float) -> float:
 
 
 def plan_shared(weight: np.ndarray, act_range: float) -> AdderLayerPlan:
-    """One scale for the layer's weights and input: ``max(max|W|, a_r)``, no clamp (spec 2.4)."""
+    """One scale for the layer's weights and input: ``max(max|W|, a_r)``, no clamp (official AdderQuant code)."""
     a = _act_range(act_range)
     s = max(float(np.abs(weight).max()), a, SCALE_FLOOR)
     return AdderLayerPlan("shared", np.zeros(weight.shape[0], np.int64), np.array([s]), np.array([False]), a)
@@ -190,7 +190,7 @@ def plan_shared(weight: np.ndarray, act_range: float) -> AdderLayerPlan:
 
 def plan_redistribute(weight: np.ndarray, act_range: float, groups: int = 4, seed: int = 0,
                       small_group_scale: str = "weight") -> AdderLayerPlan:
-    """Kernel groups, one scale per group, clamp of the groups wider than the activations (spec 2.2)."""
+    """Kernel groups, one scale per group, clamp of the groups wider than the activations (official AdderQuant code)."""
     if small_group_scale not in ("weight", "act_range"):
         raise ValueError(f"small_group_scale must be 'weight' or 'act_range', got {small_group_scale!r}")
     a = _act_range(act_range)

@@ -6,13 +6,13 @@ quantizers, not a copy of the layer::
     BinaryConv2d(64, 64, 3, 1, 1, input_quantizer=AdaBinActivationQuantizer(),
                  kernel_quantizer=AdaBinWeightQuantizer())
 
-Quantizers (formulas from the compression spec, section 3; letters as in the official AdaBin code:
+Quantizers (formulas from the AdaBin paper and code; letters as in the official AdaBin code:
 ``beta`` is the centre of the binary set, ``alpha`` its half-distance):
 
 * :class:`SignQuantizer` - the plain BNN baseline (larq ``SteSign``): ``sign(x)`` with larq's
   ``sign(0) = +1`` (or PyTorch's 0 through the shared ``sign_ste`` operator), gradient 1 where
   ``|x| <= clip_value`` and 0 elsewhere.
-* :class:`AdaBinWeightQuantizer` - per output channel, no learned parameters (spec 3.2):
+* :class:`AdaBinWeightQuantizer` - per output channel, no learned parameters (official AdaBin code):
   ``beta_w = mean(W_o)``, ``alpha_w = sqrt(mean((W_o - beta_w)^2))`` (population std),
   ``W_b = alpha_w * sign((W_o - beta_w) / alpha_w) + beta_w``, i.e. the set
   ``{beta_w - alpha_w, beta_w + alpha_w}``. The sign's surrogate gradient is IR-Net's EDE
@@ -20,7 +20,7 @@ Quantizers (formulas from the compression spec, section 3; letters as in the off
   so a resumed run keeps them) set per epoch by :func:`set_progressive` /
   :class:`ProgressiveSchedule`. Gradients also flow through the mean and the std.
 * :class:`AdaBinActivationQuantizer` - learned ``alpha_a`` (init 1) and ``beta_a`` (init 0) per
-  layer (spec 3.3): ``u = (x - beta_a) / alpha_a``, ``s = sign(u)`` with the Bi-Real surrogate
+  layer (official AdaBin code): ``u = (x - beta_a) / alpha_a``, ``s = sign(u)`` with the Bi-Real surrogate
   ``ds/du = max(0, 2 - 2|u|)``; output as in the official code ``alpha_a * (s + beta_a)``
   (``form="coded"``) or the paper's ``alpha_a * s + beta_a`` (``form="paper"``). Runs on the shared
   ``adabin_binarize`` operator (:mod:`mindcv_ext.layers.binary`).
@@ -144,7 +144,7 @@ def _channel_stats(w: Tensor) -> Tuple[Tensor, Tensor]:
 
 
 class AdaBinWeightQuantizer(Quantizer):
-    """AdaBin weight binarization per output channel (spec 3.2); EDE surrogate with ``k``, ``t``.
+    """AdaBin weight binarization per output channel (official AdaBin code); EDE surrogate with ``k``, ``t``.
 
     ``k``, ``t`` default to the official layer defaults (10, 0.1); training with the progressive
     schedule sets them every epoch (:func:`set_progressive`). ``min_std`` only guards the division
@@ -173,7 +173,7 @@ class AdaBinWeightQuantizer(Quantizer):
 
 
 class AdaBinActivationQuantizer(Quantizer):
-    """AdaBin activation binarization with learned ``alpha_a``, ``beta_a`` (spec 3.3)."""
+    """AdaBin activation binarization with learned ``alpha_a``, ``beta_a`` (official AdaBin code)."""
 
     bits = 1
     FORMS = ("coded", "paper")
@@ -312,7 +312,7 @@ def binary_layers(net: nn.Cell):
 
 
 # --------------------------------------------------------------------------------------------
-# the progressive EDE schedule (spec 3.2)
+# the progressive EDE schedule (official AdaBin code)
 # --------------------------------------------------------------------------------------------
 def progressive_values(epoch: int, epochs: int, t_min_exp: float = -3.0, t_span_exp: float = 4.0):
     """``(k, t)`` for ``epoch`` (0-based) of ``epochs``: ``t = 10^(-3 + 4 e/E)``, ``k = max(1, 1/t)``."""

@@ -1,11 +1,12 @@
 """Print the README's model table: ``python -m mindcv_ext.utils.model_table [PATTERN ...]``.
 
 Params are trainable parameters; MACs are counted at each model's default input size
-(``DEFAULT_INPUT[name]`` in its family module, else 224). A family module may set ``STATUS``.
+(its ``default_cfg``); the status column is the family's ``Family.status``.
 """
 import sys
 
-from mindcv_ext.models import create_model, list_models, model_module
+from mindcv_ext.models import create_model, list_models
+from mindcv_ext.models.registry import default_cfg, family_hooks
 from mindcv_ext.utils.summary import count_macs, count_params
 
 
@@ -15,11 +16,10 @@ def _fmt(n: float) -> str:
 
 def rows(patterns):
     for name in sorted({m for p in patterns for m in list_models(p)}):
-        module = model_module(name)
-        size = getattr(module, "DEFAULT_INPUT", {}).get(name, 224)
+        size = default_cfg(name)["input_size"][-1]
         net = create_model(name)
         yield (name, _fmt(count_params(net)), f"{_fmt(count_macs(net, (1, 3, size, size)))} ({size})",
-               getattr(module, "STATUS", "tested"))
+               family_hooks(name).status)
 
 
 def main(argv=None):

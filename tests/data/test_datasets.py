@@ -2,8 +2,9 @@ import cv2
 import numpy as np
 import pytest
 
-from mindcv_ext.config import load_config
-from mindcv_ext.data.datasets import DatasetError, create_source, read_cifar_binary, read_digits, split_indices
+from mindcv_ext.tasks import load_config
+from mindcv_ext.data.datasets import DatasetError, read_cifar_binary, read_digits, split_indices
+from mindcv_ext.data.registry import create_dataset
 from mindcv_ext.data.loader import EpochSampler, Loader
 from mindcv_ext.data.transforms import MixupCutmix
 
@@ -44,6 +45,11 @@ def test_cifar_corrupt_file_named(tmp_path):
     (tmp_path / "test.bin").write_bytes(b"\x00" * 100)
     with pytest.raises(DatasetError, match="train.bin' is not a cifar100 binary file"):
         read_cifar_binary(str(tmp_path), "cifar100")
+
+
+def create_source(dataset, root, split, val_split=0.2, seed=0, *extra):
+    cfg = load_config(None, [f"data.dataset={dataset}", f"data.root={root}", f"data.val_split={val_split}", *extra])
+    return create_dataset(cfg.data, split, seed)
 
 
 def test_image_folder_train_val(tmp_path):
@@ -103,3 +109,35 @@ def test_mixup_cutmix_targets():
         assert out.shape == images.shape and target.shape == (6, 3)
         np.testing.assert_allclose(target.sum(1), 1.0, rtol=1e-6)
         assert not np.allclose(out, images)
+
+
+def test_image_folder_names_empty_class_and_skips_bad_images(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    for split in ("train", "val"):
+        for cls in ("ant", "bee", "wasp"):
+            (tmp_path / split / cls).mkdir(parents=True)
+        for cls in ("ant", "bee"):
+            for i in range(3):
+                cv2.imwrite(str(tmp_path / split / cls / f"{i}.png"), rng.integers(0, 256, (8, 8, 3)).astype(np.uint8))
+    with pytest.raises(DatasetError, match="class folder.*wasp.*hold no images"):
+        create_source("imagefolder", str(tmp_path), "train")
+    for split in ("train", "val"):
+        (tmp_path / split / "wasp").rmdir()
+    bad_file = tmp_path / "train" / "bee" / "1.png"
+    bad_file.write_bytes(b"not an image")
+    strict = create_source("imagefolder", str(tmp_path), "train")
+    assert strict.scan() == [str(bad_file)]
+    bad = strict.files.index(str(bad_file))
+    with pytest.raises(DatasetError, match="cannot decode image.*skip_bad_images"):
+        strict[bad]
+    lenient = create_source("imagefolder", str(tmp_path), "train", 0.2, 0, "data.skip_bad_images=true")
+    img, label = lenient[bad]
+    assert img.shape == (8, 8, 3) and label == 1  # the next readable image of the same class
+    assert "skipping unreadable image" in capsys.readouterr().err
+
+
+def test_registry_declares_columns_and_names_unknown_datasets():
+    from mindcv_ext.data.registry import dataset_info
+    assert dataset_info("digits").columns == ("image", "label")
+    with pytest.raises(DatasetError, match="unknown dataset 'digit'.*digits"):
+        dataset_info("digit")

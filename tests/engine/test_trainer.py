@@ -6,8 +6,19 @@ import numpy as np
 import pytest
 
 from mindcv_ext.engine.checkpoint import CheckpointError, load_weights, read_checkpoint
+from mindcv_ext.engine.loop import TrainingDiverged
 from mindcv_ext.engine.scheduler import lr_per_step
-from mindcv_ext.engine.trainer import Trainer, TrainingDiverged, build_model
+from mindcv_ext.models.registry import build_model
+from mindcv_ext.tasks import get_task
+
+
+def Trainer(cfg):
+    """The config's task, built (what ``mindcv-ext train`` runs)."""
+    return get_task(cfg.task)(cfg).build()
+
+
+def last_ckpt(task):
+    return os.path.join(task.out_dir, "last.ckpt")
 
 
 def weights(net):
@@ -15,11 +26,14 @@ def weights(net):
 
 
 def test_loss_falls(tiny_cfg):
-    cfg = tiny_cfg("train.epochs=4", "data.max_samples=64", "optim.lr=0.1", "train.val_interval=4")
+    # 4 epochs x 16 steps on real digits at their native 8x8: the loss falls from ~2.3 to well under
+    # 1 here, so the bar (half the first epoch's loss) is far from the measured trajectory
+    cfg = tiny_cfg("train.epochs=4", "data.max_samples=256", "data.image_size=8", "optim.lr=0.05",
+                   "train.val_interval=4")
     trainer = Trainer(cfg)
     trainer.fit()
     losses = [r["train_loss"] for r in trainer.history]
-    assert losses[-1] < 0.8 * losses[0], losses
+    assert losses[-1] < 0.5 * losses[0], losses
     out = cfg.train.output_dir
     for name in ("last.ckpt", "best.ckpt", "metrics.csv", "log.json", "curves.png", "config.yaml"):
         assert os.path.isfile(os.path.join(out, name)), name
@@ -36,9 +50,7 @@ def test_resume_matches_uninterrupted(tiny_cfg, tmp_path, extra):
     first.cfg.train.epochs = 1  # stop after one epoch, as an interrupted run would
     first.fit()
     resumed = Trainer(tiny_cfg("train.epochs=2", f"train.output_dir={tmp_path / 'part'}", *extra))
-    resumed.resume("auto")
-    assert resumed.start_epoch == 1
-    resumed.fit()
+    resumed.fit("auto")
     a, b = weights(full.net), weights(resumed.net)
     assert a.keys() == b.keys()
     for name in a:
@@ -50,7 +62,7 @@ def test_corrupt_checkpoint_is_refused(tiny_cfg, tmp_path):
     cfg = tiny_cfg("train.epochs=1", "train.max_steps_per_epoch=1")
     trainer = Trainer(cfg)
     trainer.fit()
-    good = trainer.last_ckpt
+    good = last_ckpt(trainer)
     data = open(good, "rb").read()
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(data[: len(data) // 2] + b"\x00" * 64 + data[len(data) // 2 + 64:])
@@ -59,7 +71,7 @@ def test_corrupt_checkpoint_is_refused(tiny_cfg, tmp_path):
     (tmp_path / "empty.ckpt").write_bytes(b"")
     with pytest.raises(CheckpointError, match="is empty"):
         read_checkpoint(str(tmp_path / "empty.ckpt"))
-    other = build_model(tiny_cfg("model.num_classes=5"))
+    other = build_model(tiny_cfg("model.num_classes=5").model)
     with pytest.raises(CheckpointError, match="does not fit the model.*shape mismatch.*fc.weight"):
         load_weights(other, good)
 
@@ -74,9 +86,10 @@ def test_nan_loss_stops_and_keeps_last_good(tiny_cfg):
         trainer.fit()
     failed_epoch = int(re.search(r"at epoch (\d+)", str(err.value)).group(1))  # 1-based
     assert failed_epoch >= 2
-    params = read_checkpoint(trainer.last_ckpt)
-    assert int(params["meta.epoch"].asnumpy()) == failed_epoch - 2  # the epoch before, 0-based
-    weights = {n: p for n, p in params.items() if not n.startswith(("optim.", "meta."))}  # lr schedule holds inf
+    params = read_checkpoint(last_ckpt(trainer))
+    from mindcv_ext.utils.checkpoint import read_meta
+    assert read_meta(params)["epoch"] == failed_epoch - 2  # the epoch before, 0-based
+    weights = {n: p for n, p in params.items() if not n.startswith(("optim.", "meta."))}
     assert weights and all(np.isfinite(p.asnumpy()).all() for p in weights.values())
 
 
@@ -105,11 +118,11 @@ def test_no_weight_decay_groups():
 
 def test_family_callbacks_set_per_epoch_state(tiny_cfg):
     # AdaBin's weight-gradient schedule (k, t) is a family callback the trainer must run
-    from mindcv_ext.quant.binary import AdaBinWeightQuantizer, progressive_values
+    from mindcv_ext.quant.binary import AdaBinWeightQuantizer
     cfg = tiny_cfg("model.name=adabin_resnet20", "model.kernels=composite", "train.epochs=2",
                    "train.max_steps_per_epoch=1", "data.max_samples=32")
     trainer = Trainer(cfg)
     trainer.fit()
-    _, t_last = progressive_values(1, 2)
+    t_last = 10.0 ** (-3 + 4 * 1 / 2)  # official EDE schedule t = 10^(-3 + 4 e/E) at e = 1 of E = 2
     quantizers = [c for _, c in trainer.net.cells_and_names() if isinstance(c, AdaBinWeightQuantizer)]
     assert quantizers and all(np.isclose(float(q.t.asnumpy().ravel()[0]), t_last) for q in quantizers)

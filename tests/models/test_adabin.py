@@ -9,7 +9,7 @@ from mindspore import Tensor, nn
 
 import ascend_kernels
 from mindcv_ext import create_model, list_models
-from mindcv_ext.config import load_config
+from mindcv_ext.tasks import load_config
 from mindcv_ext.convert import ConversionError, convert_state_dict, load_state_dict_file
 from mindcv_ext.models import adabin
 from mindcv_ext.quant.binary import (AdaBinActivationQuantizer, AdaBinWeightQuantizer, BinaryConv2d,
@@ -205,22 +205,13 @@ def test_export_mindir_verified(tmp_path):
 
 
 # ------------------------------------------------------------------ configs and training
-def _load_bench():
-    import importlib.util
-    path = os.path.join(HERE, "..", "..", "bench", "adabin_vs_sign.py")
-    spec = importlib.util.spec_from_file_location("adabin_vs_sign", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("name", ["adabin_resnet20_digits", "sign_resnet20_digits", "adabin_resnet20_cifar10",
                                   "adabin_resnet18_imagenet"])
 def test_configs_validate_and_build(name):
     cfg = load_config(os.path.join(CONFIGS, f"{name}.yaml"))
     assert cfg.model.name.startswith(("adabin_", "bnn_"))
     assert cfg.optim.filter_bias_and_bn is False  # weight decay on every parameter (spec 3.6)
-    callbacks = adabin.train_callbacks(cfg)
+    callbacks = adabin.FAMILY.train_callbacks(cfg)
     assert len(callbacks) == (0 if name.startswith("sign") else 1)
 
 
@@ -237,16 +228,16 @@ def test_digits_configs_differ_only_in_quantizer():
 def test_adabin_beats_sign_bnn_on_digits(tmp_path):
     """Both digits configs with the same overrides (native 8x8 resolution, batch 64, two epochs, one
     validation at the end) to keep the run short; only the quantizers differ between the two."""
-    bench = _load_bench()
+    from mindcv_ext.tasks import demo_runs
     overrides = ["data.image_size=8", "data.batch_size=64", "train.val_interval=2"]
-    results = bench.compare(epochs=2, output_root=str(tmp_path), quiet=True, keep_nets=True, overrides=overrides)
+    results = demo_runs.compare_binarizers(str(tmp_path), epochs=2, overrides=overrides)
     ada, sign = results["adabin"], results["sign"]
-    print("\n" + bench.format_table(results))
+    print("\n" + demo_runs.format_table(results))
     assert ada["val_top1"] > sign["val_top1"] + 0.05, (ada["val_top1"], sign["val_top1"])
     assert ada["val_top1"] > 0.3  # well above chance (0.1)
     # the progressive EDE schedule ran: the last epoch trained with the epoch-1-of-2 values
-    kq = binary_layers(ada["net"])[0][1].kernel_quantizer
+    kq = binary_layers(ada["task"].net)[0][1].kernel_quantizer
     assert float(kq.t.asnumpy()) == pytest.approx(progressive_values(1, 2)[1], rel=1e-6)
     # the trained AdaBin model, bit-packed: every validation image gets the same prediction
-    agree = bench.packed_agreement(ada["net"], ada["cfg"])
+    agree = demo_runs.packed_agreement(ada["task"])
     assert agree["n"] >= 350 and agree["agree"] == agree["n"], agree

@@ -14,7 +14,7 @@ from mindspore import Tensor, nn
 
 import ascend_kernels
 import mindcv_ext
-from mindcv_ext.config import load_config
+from mindcv_ext.tasks import load_config
 from mindcv_ext.models import snnmlp
 from mindcv_ext.utils.summary import count_macs, count_params
 

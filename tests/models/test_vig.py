@@ -569,7 +569,7 @@ def test_export_round_trip_small_pyramid(tmp_path):
 # Configs
 # ----------------------------------------------------------------------------------------------
 def test_configs_valid():
-    from mindcv_ext.config import load_config
+    from mindcv_ext.tasks import load_config
     paths = sorted(glob.glob(os.path.join(REPO, "configs", "vig", "*.yaml")))
     names = {os.path.basename(p) for p in paths}
     assert {f"{n}_imagenet.yaml" for n in SPEC_PARAMS} | {"pvig_ti_digits.yaml"} <= names

@@ -13,10 +13,12 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from ascend_kernels.adder import numpy_reference
-from mindcv_ext.config import ConfigError, load_config
+from mindcv_ext.config import ConfigError
+from mindcv_ext.tasks import load_config
 from mindcv_ext.layers.adder_conv import AdderConv2d
 from mindcv_ext.quant import adder_ptq as ptq
 from mindcv_ext.quant.adder_qlayer import QuantAdderConv2d
+from mindcv_ext.tasks.adder_ptq import run_quantize
 from mindcv_ext.quant.adder_quantizers import (ActivationQuantizer, WeightQuantizer, abs_quantile, clamp_to_plan,
                                                cluster_kernels, plan_redistribute, plan_shared)
 
@@ -337,13 +339,13 @@ def test_pipeline_errors_are_clear():
 def test_run_quantize_argument_checks(tmp_path):
     cfg = load_config("configs/addernet/adder_resnet20_digits.yaml")
     with pytest.raises(ValueError, match="bit width"):
-        ptq.run_quantize(cfg, "x.ckpt", [3.5], ["shared"])
+        run_quantize(cfg, "x.ckpt", [3.5], ["shared"])
     with pytest.raises(ValueError, match="above 8"):
-        ptq.run_quantize(cfg, "x.ckpt", [16], ["shared"])
+        run_quantize(cfg, "x.ckpt", [16], ["shared"])
     with pytest.raises(ValueError, match="unknown quantization method"):
-        ptq.run_quantize(cfg, "x.ckpt", [4], ["kmeans"])
+        run_quantize(cfg, "x.ckpt", [4], ["kmeans"])
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        ptq.run_quantize(cfg, str(tmp_path / "missing.ckpt"), [4], ["shared"])
+        run_quantize(cfg, str(tmp_path / "missing.ckpt"), [4], ["shared"])
     with pytest.raises(ConfigError, match="small_group_scale"):
         load_config("configs/addernet/adder_resnet20_digits.yaml", ["quant.small_group_scale=median"])
 
@@ -383,18 +385,19 @@ def test_resnet20_op_counts():
 def trained_digits(tmp_path_factory):
     """adder_resnet20 trained with the digits recipe (8 epochs at 8x8, ~2 min on 2 cores);
     returns (config, checkpoint)."""
-    from mindcv_ext.engine.trainer import Trainer
+    from mindcv_ext.tasks import get_task
     out = tmp_path_factory.mktemp("adder_digits")
     cfg = load_config("configs/addernet/adder_resnet20_digits.yaml", [
         f"train.output_dir={out}", "train.progress=false",
         "quant.calib_batches=8", "quant.bn_recalib_batches=8"])
-    Trainer(cfg).fit()
+    get_task(cfg.task)(cfg).build().fit()
     return cfg, os.path.join(str(out), "last.ckpt")
 
 
+@pytest.mark.slow
 def test_redistribute_beats_shared_at_4_bits(trained_digits, tmp_path, capsys):
     cfg, ckpt = trained_digits
-    report = ptq.run_quantize(cfg, ckpt, [4], ["shared", "redistribute"], as_json=True, out_dir=str(tmp_path))
+    report = run_quantize(cfg, ckpt, [4], ["shared", "redistribute"], as_json=True, out_dir=str(tmp_path))
     last = capsys.readouterr().out.strip().splitlines()[-1]
     line = json.loads(last)
     assert set(line) == {"float_top1", "results"}

@@ -1,6 +1,6 @@
 """Side-by-side CPU benchmark of the custom kernels against their references.
 
-    python -m ascend_kernels.bench [--json] [--repeat R] [--quick]
+    python -m bench.kernels [--json] [--repeat R] [--quick]
 
 Ratios are reference time / our time (> 1 means the custom kernel is faster):
 
@@ -123,7 +123,7 @@ def run(repeat=10, quick=False):
                                       "binary_float_conv": lambda: fconv(xb).asnumpy()}, 4 * repeat))
     res["binary_packed_vs_float"] = times["binary_float_conv"] / times["binary_packed"]
     # the same kernel called directly (no graph launch): shows the framework's share of a call
-    from . import aot
+    from ascend_kernels import aot
     so = aot.build("binconv")
     args = [xb.asnumpy()] + [t.asnumpy() for t in (packed.wpack, packed.wsum, packed.cfg, packed.act, packed.wsc)]
     times["binary_kernel_only"] = _timeit(lambda: aot.call(so, "BinaryConvPacked", args, (nb, 256, 14, 14)),
