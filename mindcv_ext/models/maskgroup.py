@@ -27,7 +27,7 @@ from typing import Sequence
 import mindspore as ms
 from mindspore import nn, ops
 
-from .registry import register_model
+from .registry import Family, register_model
 
 __all__ = ["MaskGroupPoints", "MaskScoreNet", "MaskGroupNet", "EdgeConv", "masked_max"]
 
@@ -173,6 +173,10 @@ class MaskGroupNet(nn.Cell):
         return sem_logits, offsets, mask_logits, score_logits
 
 
+def _family_example_inputs(net):
+    return example_inputs(net, num_points=64, num_proposals=2, proposal_points=8)
+
+
 def _build(name, num_classes=20, in_channels=6, **kwargs):
     cfg = dict(_CFGS[name])
     cfg.update(kwargs)
@@ -227,3 +231,7 @@ def example_inputs(net: MaskGroupNet, num_points: int = 256, num_proposals: int 
     valid = (rng.random((num_proposals, proposal_points)) < 0.8).astype(np.float32)
     arrays = [feats] + coords + [a.astype(np.int32) for a in knn + pool + unpool] + [index, valid]
     return tuple(ms.Tensor(a) for a in arrays)
+
+
+FAMILY = Family(paper="MaskGroup: Hierarchical Point Grouping and Masking for 3D Instance Segmentation "
+                      "(arXiv 2203.14662)", status=STATUS, example_inputs=_family_example_inputs)
