@@ -34,6 +34,7 @@ class Family:
     crop_pct: float = 0.875
     paper: str = ""
     status: str = "tested"
+    example_inputs: Optional[Callable] = None    # net -> tuple of Tensors, for models that take no image
 
 
 _DEFAULT_FAMILY = Family()
