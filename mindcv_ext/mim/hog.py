@@ -39,9 +39,15 @@ class HOGLayer(nn.Cell):
         self.cell = cell
         self.channels = channels
         self.normalize = normalize
-        kx = np.tile(SOBEL_X[None, None], (channels, 1, 1, 1))
-        self.weight_x = Tensor(kx)
-        self.weight_y = Tensor(np.ascontiguousarray(kx.transpose(0, 1, 3, 2)))
+        # Sobel as two separable depthwise convolutions, difference first: k_x = [1,2,1]^T (x) [1,0,-1].
+        # Same filter as the 3x3 one, but a constant patch gives exactly 0 (a - a) whatever the
+        # convolution algorithm's summation order, so flat regions carry no orientation noise.
+        diff = np.array([1, 0, -1], np.float32)
+        smooth = np.array([1, 2, 1], np.float32)
+        self.diff_w = Tensor(np.tile(diff.reshape(1, 1, 1, 3), (channels, 1, 1, 1)))
+        self.diff_h = Tensor(np.tile(diff.reshape(1, 1, 3, 1), (channels, 1, 1, 1)))
+        self.smooth_w = Tensor(np.tile(smooth.reshape(1, 1, 1, 3), (channels, 1, 1, 1)))
+        self.smooth_h = Tensor(np.tile(smooth.reshape(1, 1, 3, 1), (channels, 1, 1, 1)))
         self.bins = Tensor(np.arange(nbins, dtype=np.float32).reshape(1, 1, nbins, 1, 1))
 
     def out_channels(self) -> int:
@@ -54,8 +60,9 @@ class HOGLayer(nn.Cell):
             raise HOGShapeError(f"HOGLayer: image {tuple(x.shape[2:])} is not divisible by the cell {self.cell}")
         x = ops.stop_gradient(x)
         padded = reflect_pad1(x)
-        gx = ops.conv2d(padded, self.weight_x, groups=self.channels)
-        gy = ops.conv2d(padded, self.weight_y, groups=self.channels)
+        g = self.channels
+        gx = ops.conv2d(ops.conv2d(padded, self.diff_w, groups=g), self.smooth_h, groups=g)
+        gy = ops.conv2d(ops.conv2d(padded, self.diff_h, groups=g), self.smooth_w, groups=g)
         mag = ops.sqrt(gx * gx + gy * gy)
         phase = ops.atan2(gx, gy) * (self.nbins / math.pi)
         k = ops.floor(phase)
