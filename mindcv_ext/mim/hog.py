@@ -55,9 +55,9 @@ class HOGLayer(nn.Cell):
 
     def construct(self, x):
         if x.ndim != 4 or x.shape[1] != self.channels:
-            raise HOGShapeError(f"HOGLayer expects (B, {self.channels}, H, W), got {tuple(x.shape)}")
+            raise ValueError(f"HOGLayer expects (B, {self.channels}, H, W), got {tuple(x.shape)}")
         if x.shape[2] % self.cell or x.shape[3] % self.cell or x.shape[2] < 2 or x.shape[3] < 2:
-            raise HOGShapeError(f"HOGLayer: image {tuple(x.shape[2:])} is not divisible by the cell {self.cell}")
+            raise ValueError(f"HOGLayer: image {tuple(x.shape[2:])} is not divisible by the cell {self.cell}")
         x = ops.stop_gradient(x)
         padded = reflect_pad1(x)
         g = self.channels

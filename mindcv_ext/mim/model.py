@@ -135,17 +135,17 @@ class MIMModel(nn.Cell):
     def forward_pred(self, images, mask):
         """(prediction, target, token mask), each over the h*w output tokens."""
         if images.ndim != 4:
-            raise MIMConfigError(f"MIMModel expects images (B, C, H, W), got {tuple(images.shape)}")
+            raise ValueError(f"MIMModel expects images (B, C, H, W), got {tuple(images.shape)}")
         b, _, h, w = images.shape
         if tuple(mask.shape) != (b, h // self.mask_block, w // self.mask_block) or h % self.mask_block:
-            raise MaskConfigError(f"MIMModel: mask {tuple(mask.shape)} does not match images {tuple(images.shape)} "
+            raise ValueError(f"MIMModel: mask {tuple(mask.shape)} does not match images {tuple(images.shape)} "
                                   f"with mask block {self.mask_block} (expected {(b, h // self.mask_block, w // self.mask_block)})")
         mask = mask.astype(images.dtype)
         masked = apply_mask_token(images, upsample_mask(mask, self.mask_block), self.mask_token)
         pred = self.decoder(self.tokens(masked))[:, self.num_prefix_tokens:]
         target = self.target_tokens(images)
         if pred.shape[1] != target.shape[1]:
-            raise MIMConfigError(f"MIMModel: the backbone gives {pred.shape[1]} tokens but a {h}x{w} image at "
+            raise ValueError(f"MIMModel: the backbone gives {pred.shape[1]} tokens but a {h}x{w} image at "
                                  f"stride {self.stride} has {target.shape[1]}; check stride / num_prefix_tokens")
         return pred, target, self.token_mask(mask)
 

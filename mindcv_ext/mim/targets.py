@@ -9,15 +9,11 @@ Layouts follow ggjy/FastMIM.pytorch ``forward_hog_loss`` / ``patchify``:
 from mindspore import ops
 
 
-class TargetShapeError(ValueError):
-    """A target map that does not tile the token grid."""
-
-
 def hog_token_targets(hog, grid_h: int, grid_w: int):
     """(B, C, Hc, Wc) HOG map -> (B, grid_h * grid_w, C * u^2) with ``u = Hc / grid_h``."""
     b, c, hc, wc = hog.shape
     if hc % grid_h or wc % grid_w or hc // grid_h != wc // grid_w:
-        raise TargetShapeError(f"HOG map {hc}x{wc} does not tile a {grid_h}x{grid_w} token grid evenly "
+        raise ValueError(f"HOG map {hc}x{wc} does not tile a {grid_h}x{grid_w} token grid evenly "
                                "(the output stride must be a multiple of the HOG cell)")
     u = hc // grid_h
     x = hog.reshape(b, c, grid_h, u, grid_w, u).transpose(0, 2, 4, 1, 3, 5)
@@ -36,7 +32,7 @@ def pixel_token_targets(images, patch: int, norm: bool = True):
     """(B, 3, H, W) -> (B, L, patch^2 * 3) patchified pixels, optionally per-patch standardised."""
     b, c, h, w = images.shape
     if h % patch or w % patch:
-        raise TargetShapeError(f"image {h}x{w} is not divisible by the patch {patch}")
+        raise ValueError(f"image {h}x{w} is not divisible by the patch {patch}")
     gh, gw = h // patch, w // patch
     x = images.reshape(b, c, gh, patch, gw, patch).transpose(0, 2, 4, 3, 5, 1)
     x = x.reshape(b, gh * gw, patch * patch * c)

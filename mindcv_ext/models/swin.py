@@ -56,10 +56,10 @@ def stage_window(height: int, width: int, window: int):
     if min(height, width) <= window:
         eff = min(height, width)
         if height != width:
-            raise SwinConfigError(f"Swin: a {height}x{width} stage map smaller than the window {window} must be square")
+            raise ValueError(f"Swin: a {height}x{width} stage map smaller than the window {window} must be square")
         return eff, 0
     if height % window or width % window:
-        raise SwinConfigError(f"Swin: stage map {height}x{width} is not divisible by the window {window}; "
+        raise ValueError(f"Swin: stage map {height}x{width} is not divisible by the window {window}; "
                               "choose an input size whose stage maps are multiples of the window "
                               "(or no larger than it)")
     return window, window // 2
@@ -217,7 +217,7 @@ class PatchMerging(nn.Cell):
 
     def construct(self, x, height: int, width: int):
         if height % 2 or width % 2:
-            raise SwinConfigError(f"PatchMerging: stage map {height}x{width} has an odd side")
+            raise ValueError(f"PatchMerging: stage map {height}x{width} has an odd side")
         b, _, c = x.shape
         x = x.reshape(b, height // 2, 2, width // 2, 2, c)
         x0, x1 = x[:, :, 0, :, 0], x[:, :, 1, :, 0]
@@ -292,7 +292,7 @@ class SwinTransformer(nn.Cell):
     def check_input_size(self, height: int, width: int) -> None:
         """Raise SwinConfigError unless every stage map fits the window rule."""
         if height % self.output_stride or width % self.output_stride:
-            raise SwinConfigError(f"Swin: input {height}x{width} is not divisible by {self.output_stride} "
+            raise ValueError(f"Swin: input {height}x{width} is not divisible by {self.output_stride} "
                                   f"(patch {self.patch_size} x {2 ** (self.num_stages - 1)} merges)")
         h, w = height // self.patch_size, width // self.patch_size
         for _ in range(self.num_stages):
@@ -302,7 +302,7 @@ class SwinTransformer(nn.Cell):
     def forward_features(self, x):
         """(B, 3, H, W) -> final-norm tokens (B, H/32 * W/32, C), row-major."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise SwinConfigError(f"SwinTransformer expects (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+            raise ValueError(f"SwinTransformer expects (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         self.check_input_size(x.shape[2], x.shape[3])
         h, w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
         x = self.patch_embed(x)

@@ -178,9 +178,9 @@ class VisionTransformer(nn.Cell):
     def forward_tokens(self, x):
         """Patch embedding + position + class token + blocks (no final norm): (B, 1 + h*w, D)."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise VitConfigError(f"VisionTransformer expects (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+            raise ValueError(f"VisionTransformer expects (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         if x.shape[2] % self.patch_size or x.shape[3] % self.patch_size:
-            raise VitConfigError(f"VisionTransformer: input {tuple(x.shape[2:])} is not divisible by the patch "
+            raise ValueError(f"VisionTransformer: input {tuple(x.shape[2:])} is not divisible by the patch "
                                  f"size {self.patch_size}")
         grid_h, grid_w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
         x = self.patch_embed(x) + self._grid_pos_embed(grid_h, grid_w)
