@@ -19,9 +19,6 @@ class HOGShapeError(ValueError):
     """An input the HOG layer cannot take."""
 
 
-SOBEL_X = np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], np.float32)
-
-
 def reflect_pad1(x):
     """Reflect-pad a (B, C, H, W) tensor by one pixel (PyTorch ``mode='reflect'``) with slices."""
     x = ops.concat([x[:, :, 1:2], x, x[:, :, -2:-1]], axis=2)

@@ -100,6 +100,8 @@ class MIMModel(nn.Cell):
         xavier_init_dense(self.decoder, seed=1)
         if init_backbone:
             xavier_init_dense(self.backbone, seed=2)
+            if hasattr(backbone, "cls_token"):  # official: class and mask tokens N(0, 0.02)
+                backbone.cls_token.set_data(initializer(Normal(0.02), backbone.cls_token.shape))
         self.mask_token = Parameter(initializer(Normal(0.02), (1, in_channels, 1, 1)), name="mask_token")
 
     # ------------------------------------------------------------------ pieces
