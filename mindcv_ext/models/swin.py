@@ -143,18 +143,18 @@ class WindowAttention(nn.Cell):
         self.qkv = _dense(dim, 3 * dim, bias=qkv_bias)
         self.proj = _dense(dim, dim)
 
-    def construct(self, x, eff: int, mask=None):
-        """x: (B * num_windows, eff^2, C); mask: (num_windows, eff^2, eff^2) or None."""
+    def construct(self, x, rel_index, mask):
+        """x: (B * num_windows, n, C) with n = window^2; rel_index: (n * n,) table rows;
+        mask: (num_windows, n, n), zeros for unshifted windows."""
         bw, n, c = x.shape
         qkv = self.qkv(x).reshape(bw, n, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
         q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]
         attn = ops.bmm(q, k.swapaxes(-1, -2))  # (bw, heads, n, n)
-        bias = ops.gather(self.relative_position_bias_table, _relative_index(eff, self.window), 0)
+        bias = ops.gather(self.relative_position_bias_table, rel_index, 0)
         attn = attn + bias.reshape(n, n, self.num_heads).transpose(2, 0, 1).expand_dims(0)
-        if mask is not None:
-            nw = mask.shape[0]
-            attn = attn.reshape(bw // nw, nw, self.num_heads, n, n) + mask.expand_dims(1).expand_dims(0)
-            attn = attn.reshape(bw, self.num_heads, n, n)
+        nw = mask.shape[0]
+        attn = attn.reshape(bw // nw, nw, self.num_heads, n, n) + mask.expand_dims(1).expand_dims(0)
+        attn = attn.reshape(bw, self.num_heads, n, n)
         attn = ops.softmax(attn, axis=-1)
         out = ops.bmm(attn, v).transpose(0, 2, 1, 3).reshape(bw, n, c)
         return self.proj(out)
@@ -187,23 +187,24 @@ class SwinBlock(nn.Cell):
         self.norm2 = nn.LayerNorm((dim,), epsilon=1e-5)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
-    def construct(self, x, height: int, width: int):
-        b, length, c = x.shape
+    def construct(self, x):
+        """x: (B, H, W, C) stage map -> same shape."""
+        b, height, width, c = x.shape
         eff, shift = stage_window(height, width, self.window)
         if not self.shifted:
             shift = 0
         shortcut = x
-        x = self.norm1(x).reshape(b, height, width, c)
+        x = self.norm1(x)
         if shift > 0:
             x = _cyclic_shift(x, shift)
             mask = _shift_mask(height, width, eff, shift)
         else:
-            mask = None
-        windows = self.attn(window_partition(x, eff), eff, mask)
+            mask = ops.zeros(((height // eff) * (width // eff), eff * eff, eff * eff), x.dtype)
+        windows = self.attn(window_partition(x, eff), _relative_index(eff, self.window), mask)
         x = window_reverse(windows, eff, height, width)
         if shift > 0:
             x = _cyclic_shift(x, -shift)
-        x = shortcut + self.drop_path(x.reshape(b, length, c))
+        x = shortcut + self.drop_path(x)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -215,14 +216,15 @@ class PatchMerging(nn.Cell):
         self.norm = nn.LayerNorm((4 * dim,), epsilon=1e-5)
         self.reduction = nn.Dense(4 * dim, 2 * dim, has_bias=False, weight_init=TruncatedNormal(0.02))
 
-    def construct(self, x, height: int, width: int):
+    def construct(self, x):
+        """(B, H, W, C) -> (B, H/2, W/2, 2C)."""
+        b, height, width, c = x.shape
         if height % 2 or width % 2:
             raise ValueError(f"PatchMerging: stage map {height}x{width} has an odd side")
-        b, _, c = x.shape
         x = x.reshape(b, height // 2, 2, width // 2, 2, c)
         x0, x1 = x[:, :, 0, :, 0], x[:, :, 1, :, 0]
         x2, x3 = x[:, :, 0, :, 1], x[:, :, 1, :, 1]
-        x = ops.concat([x0, x1, x2, x3], axis=-1).reshape(b, -1, 4 * c)
+        x = ops.concat([x0, x1, x2, x3], axis=-1)
         return self.reduction(self.norm(x))
 
 
@@ -234,11 +236,11 @@ class BasicLayer(nn.Cell):
                                    for j in range(depth)])
         self.downsample = PatchMerging(dim) if downsample else None
 
-    def construct(self, x, height: int, width: int):
+    def construct(self, x):
         for blk in self.blocks:
-            x = blk(x, height, width)
+            x = blk(x)
         if self.downsample is not None:
-            x = self.downsample(x, height, width)
+            x = self.downsample(x)
         return x
 
 
@@ -250,9 +252,8 @@ class PatchEmbed(nn.Cell):
         self.norm = nn.LayerNorm((dim,), epsilon=1e-5)
 
     def construct(self, x):
-        x = self.proj(x)
-        b, c, h, w = x.shape
-        return self.norm(x.reshape(b, c, h * w).transpose(0, 2, 1))
+        """(B, 3, H, W) -> (B, H/p, W/p, C) channels-last map."""
+        return self.norm(self.proj(x).transpose(0, 2, 3, 1))
 
 
 class SwinTransformer(nn.Cell):
@@ -303,14 +304,15 @@ class SwinTransformer(nn.Cell):
         """(B, 3, H, W) -> final-norm tokens (B, H/32 * W/32, C), row-major."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"SwinTransformer expects (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        self.check_input_size(x.shape[2], x.shape[3])
-        h, w = x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
+        if x.shape[2] % self.output_stride or x.shape[3] % self.output_stride:
+            raise ValueError(f"Swin: input {x.shape[2]}x{x.shape[3]} is not divisible by {self.output_stride}")
+        # the window rule is checked per stage inside the blocks (stage_window); ``check_input_size``
+        # does the same up front on the host (a call to it here would break graph-mode gradients)
         x = self.patch_embed(x)
-        for s, layer in enumerate(self.layers):
-            x = layer(x, h, w)
-            if s < self.num_stages - 1:
-                h, w = h // 2, w // 2
-        return self.norm(x)
+        for layer in self.layers:
+            x = layer(x)
+        b, h, w, c = x.shape
+        return self.norm(x.reshape(b, h * w, c))
 
     def forward_head(self, x):
         return self.head(self.dropout(ops.mean(x, 1)))

@@ -86,7 +86,7 @@ def test_block_matches_numpy_reference(shifted, h, w):
     for prm in blk.get_parameters():
         prm.set_data(ms.Tensor(rng.standard_normal(prm.shape).astype(np.float32) * 0.3))
     x = rng.standard_normal((2, h * w, 8)).astype(np.float32)
-    out = blk(ms.Tensor(x), h, w).asnumpy()
+    out = blk(ms.Tensor(x.reshape(2, h, w, 8))).asnumpy().reshape(2, h * w, 8)
     np.testing.assert_allclose(out, _block_reference(blk, x.astype(np.float64), h, w), atol=1e-4)
 
 
