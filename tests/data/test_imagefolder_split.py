@@ -6,7 +6,14 @@ import cv2
 import numpy as np
 import pytest
 
-from mindcv_ext.data.datasets import DatasetError, create_source
+from mindcv_ext.config import Config
+from mindcv_ext.data.datasets import DatasetError
+from mindcv_ext.data.registry import create_dataset
+
+
+def create_source(dataset, root, split, val_split, seed):
+    """The registered dataset's split, from a data section holding only what the factory reads."""
+    return create_dataset(Config(dataset=dataset, root=root, val_split=val_split), split, seed)
 
 COUNTS = {"cat": 10, "dog": 5, "emu": 3}
 

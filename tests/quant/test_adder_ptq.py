@@ -381,33 +381,19 @@ def test_resnet20_op_counts():
 
 
 # ------------------------------------------------------------------------------------ trained on digits
-@pytest.fixture(scope="module")
-def trained_digits(tmp_path_factory):
-    """adder_resnet20 trained with the digits recipe (8 epochs at 8x8, ~2 min on 2 cores);
-    returns (config, checkpoint)."""
-    from mindcv_ext.tasks import get_task
-    out = tmp_path_factory.mktemp("adder_digits")
-    cfg = load_config("configs/addernet/adder_resnet20_digits.yaml", [
-        f"train.output_dir={out}", "train.progress=false",
-        "quant.calib_batches=8", "quant.bn_recalib_batches=8"])
-    get_task(cfg.task)(cfg).build().fit()
-    return cfg, os.path.join(str(out), "last.ckpt")
-
-
 @pytest.mark.slow  # trains adder_resnet20 on digits first (~2 min on 2 cores)
-def test_redistribute_beats_shared_at_4_bits(trained_digits, tmp_path, capsys):
-    cfg, ckpt = trained_digits
-    report = run_quantize(cfg, ckpt, [4], ["shared", "redistribute"], as_json=True, out_dir=str(tmp_path))
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    line = json.loads(last)
+def test_demo_redistribute_beats_shared_at_4_bits(tmp_path, capsys):
+    """`mindcv-ext demo addernet_ptq --quick`: the digits recipe, then 4-bit PTQ (8 calibration batches)."""
+    from mindcv_ext.cli import main
+    main(["demo", "addernet_ptq", "--quick", "--out", str(tmp_path)])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(line) == {"float_top1", "results"}
-    top = {r["method"]: r["top1"] for r in line["results"]}
+    top = {r["method"]: r["top1"] for r in line["results"] if r["bits"] == 4}
     print(f"digits adder_resnet20 float {line['float_top1']:.4f}, 4-bit shared {top['shared']:.4f}, "
           f"redistribute {top['redistribute']:.4f}")
     assert line["float_top1"] > 0.8                       # the recipe trains (0.95 measured)
-    gap_shared = line["float_top1"] - top["shared"]
-    gap_red = line["float_top1"] - top["redistribute"]
-    assert gap_red < gap_shared
+    assert line["float_top1"] - top["redistribute"] < line["float_top1"] - top["shared"]
+    report = json.load(open(tmp_path / "quant" / "adder_ptq.json"))
     for key in ("markdown", "json", "png"):
         assert os.path.getsize(report["files"][key]) > 0
     assert report["energy_uj"]["adder_int4"] < report["energy_uj"]["float_adder"] < report["energy_uj"]["float_cnn"]
