@@ -119,8 +119,8 @@ class SearchNetwork(nn.Cell):
         return [p for p in self.trainable_params() if id(p) not in alpha_ids]
 
     def alpha_values(self):
-        """(normal, reduce) alphas as lists of NumPy arrays."""
-        return ([p.asnumpy() for p in self.alpha_normal], [p.asnumpy() for p in self.alpha_reduce])
+        """(normal, reduce) alphas as lists of NumPy copies (asnumpy may share memory with the Parameter)."""
+        return ([p.asnumpy().copy() for p in self.alpha_normal], [p.asnumpy().copy() for p in self.alpha_reduce])
 
     def full_masks(self):
         n_ops = len(self.space.ops)
