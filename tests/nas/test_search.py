@@ -111,12 +111,12 @@ def test_step_shares_mask_and_keeps_kept_share(digits):
 
 def test_search_loss_falls_resumes_exactly_and_derives(digits, tmp_path):
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    x, y = digits[0][:16], digits[1][:16]
+    x, y = digits[0][:8], digits[1][:8]
     net = SearchNetwork(num_classes=10, channels=4, layers=3, nodes=2, seed=2)
     step = SearchStep(net, drop_rate=1e-2, w_lr=0.1, seed=3)
     step.set_epoch(0, 4)
     ce = []
-    for _ in range(6):
+    for _ in range(5):
         step(x, y)
         ce.append(step.last["ce"])
     assert np.mean(ce[-2:]) < np.mean(ce[:2]) - 0.05, ce
@@ -153,12 +153,13 @@ def test_search_loss_falls_resumes_exactly_and_derives(digits, tmp_path):
 
 
 def test_r_zero_is_plain_darts_and_schedule():
-    step = SearchStep(_tiny(seed=3), drop_rate=0.0, seed=0)
-    assert all(m.all() for m in step.sampler.sample(2))
+    tiny = lambda s: SearchNetwork(num_classes=10, channels=2, layers=3, nodes=1, seed=s)  # noqa: E731
+    step = SearchStep(tiny(3), drop_rate=0.0, seed=0)
+    assert all(m.all() for m in step.sampler.sample(4))
     lr0 = step.set_epoch(0, 76)
     assert lr0 == pytest.approx(0.0015 + (0.0375 - 0.0015) * (1 + math.cos(math.pi / 76)) / 2)
     assert search_lr(75, 76) == pytest.approx(0.0015)
-    warm = SearchStep(_tiny(seed=4), drop_rate=0.5, warmup_epochs=2, seed=0)
+    warm = SearchStep(tiny(4), drop_rate=0.5, warmup_epochs=2, seed=0)
     warm.set_epoch(1, 10)
     assert warm.in_warmup and all(m.all() for m in warm.sampler.sample(2))
     warm.set_epoch(2, 10)
