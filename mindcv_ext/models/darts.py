@@ -20,7 +20,7 @@ recipe raises it linearly, ``drop_path_schedule``).
 import json
 import os
 from collections import namedtuple
-from typing import List, Sequence, Union
+from typing import Union
 
 from mindspore import nn, ops
 

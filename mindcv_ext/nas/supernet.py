@@ -11,8 +11,9 @@ NumPy booleans and the mixed ops branch on them in Python, so a dropped op is ne
 weights and alpha entries get exactly zero gradient). This needs PyNative execution. A compiled
 graph per mask is no alternative: with r = 3e-5 about 46% of the 14 edges of each cell type drop
 something in every iteration, so almost every iteration has a mask never seen before and a graph
-cache would compile on nearly every step. The parts that do not depend on the mask (gradient
-clipping) run as a compiled function in :mod:`mindcv_ext.nas.search`.
+cache would compile on nearly every step. Gradient clipping and the "used this step" test run on
+host copies of the gradients (:mod:`mindcv_ext.nas.search`): a compiled version recompiled for
+every new gradient tuple in PyNative here.
 """
 from typing import List, Optional, Sequence
 
