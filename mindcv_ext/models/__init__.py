@@ -5,7 +5,7 @@ from .registry import create_model, is_model, list_models, model_family, model_m
 
 # One module per family; each registers its builders on import. A family that fails to import
 # (for instance a missing optional dependency) must not hide the others, so errors surface on use.
-_FAMILIES = ["resnet", "ghostnetv2", "vig", "snnmlp", "adder_resnet", "adabin"]
+_FAMILIES = ["resnet", "ghostnetv2", "vig", "snnmlp", "adder_resnet", "adabin", "segformer", "tokenfusion"]
 for _fam in _FAMILIES:
     try:
         importlib.import_module(f"{__name__}.{_fam}")
