@@ -13,7 +13,8 @@ IGNORE_INDEX = 255
 
 
 class LossInputError(ValueError):
-    """Model outputs or labels that the loss cannot use."""
+    """Bad loss settings. (Checks reachable from compiled graphs raise plain ValueError: graph mode
+    only accepts built-in exception types.)"""
 
 
 def seg_cross_entropy(logits, mask, ignore_index: int = IGNORE_INDEX):
@@ -22,7 +23,7 @@ def seg_cross_entropy(logits, mask, ignore_index: int = IGNORE_INDEX):
     logits (B, C, h, w) float, mask (B, H, W) integer. Zero when no pixel is labelled.
     """
     if logits.ndim != 4 or mask.ndim != 3 or logits.shape[0] != mask.shape[0]:
-        raise LossInputError(f"seg_cross_entropy: logits (B, C, h, w) and mask (B, H, W) expected, got "
+        raise ValueError(f"seg_cross_entropy: logits (B, C, h, w) and mask (B, H, W) expected, got "
                              f"{logits.shape} and {mask.shape}")
     num_classes = logits.shape[1]
     size = (mask.shape[1], mask.shape[2])
@@ -50,8 +51,8 @@ def tokenfusion_loss(outputs, mask, lamda: float, ignore_index: int = IGNORE_IND
     """CE on every logits output of ``outputs`` (all items but the last, the score tuple) summed,
     plus ``lamda`` times the L1 sum of the scores."""
     if len(outputs) < 2:
-        raise LossInputError(f"tokenfusion_loss: expected (logits..., scores), got {len(outputs)} items")
-    *logits, scores = outputs
+        raise ValueError(f"tokenfusion_loss: expected (logits..., scores), got {len(outputs)} items")
+    logits, scores = outputs[:-1], outputs[-1]
     loss = seg_cross_entropy(logits[0], mask, ignore_index)
     for out in logits[1:]:
         loss = loss + seg_cross_entropy(out, mask, ignore_index)
