@@ -43,7 +43,7 @@ from .segformer import (MIT_CONFIGS, AttentionCore, MixFFN, SegFormerHead, check
                         drop_path_rates, layer_norm, load_param_dict, map_to_tokens, patch_specs, tokens_to_map)
 
 __all__ = ["TokenExchange", "ParallelLayerNorm", "ScorePredictor", "ParallelAttention", "TokenFusionBlock",
-           "TokenFusionMiT", "TokenFusionSeg", "token_grids", "convert_official_state_dict",
+           "TokenFusionMiT", "TokenFusionSeg", "token_grids", "set_threshold", "convert_official_state_dict",
            "official_to_ours", "load_mit_imagenet", "DEFAULT_THRESHOLD", "MODALITIES"]
 
 DEFAULT_THRESHOLD = 0.02   # official mask_threshold (inherited from CEN)
@@ -271,6 +271,23 @@ class TokenFusionSeg(nn.Cell):
         weights = ops.softmax(self.alpha, axis=0)
         ens = weights[0] * ops.stop_gradient(l0) + weights[1] * ops.stop_gradient(l1)
         return l0, l1, ens, scores
+
+
+def set_threshold(net: nn.Cell, threshold: float) -> int:
+    """Set the exchange threshold of every ``TokenExchange`` in ``net`` (0 disables the exchange:
+    scores are never negative); returns how many were set. Call before compiling a graph."""
+    threshold = float(threshold)
+    if not np.isfinite(threshold):
+        raise ValueError(f"set_threshold: threshold must be a finite number, got {threshold}")
+    count = 0
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, TokenExchange):
+            cell.threshold = threshold
+            count += 1
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, TokenFusionMiT):
+            cell.threshold = threshold
+    return count
 
 
 def _tokenfusion(variant, num_classes, in_channels, kw):

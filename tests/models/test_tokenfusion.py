@@ -31,6 +31,17 @@ def _tiny(num_classes=5, **kw):
     return net
 
 
+@pytest.fixture(scope="module")
+def tiny():
+    return _tiny()
+
+
+@pytest.fixture(scope="module")
+def tiny_outputs(tiny):
+    rgb, depth = _inputs()
+    return tiny(rgb, depth)
+
+
 # ------------------------------------------------------------------------------ exchange semantics
 
 def test_exchange_keeps_or_replaces_each_token_both_directions():
@@ -78,10 +89,10 @@ def test_exchange_compiles_in_graph_mode():
 
 # ------------------------------------------------------------------------------ model outputs, loss
 
-def test_outputs_scores_and_ensemble():
-    net = _tiny(num_classes=5)
-    rgb, depth = _inputs()
-    l0, l1, ens, scores = net(rgb, depth)
+def test_outputs_scores_and_ensemble(tiny, tiny_outputs):
+    net = tiny
+    rgb = _inputs()[0]
+    l0, l1, ens, scores = tiny_outputs
     assert tuple(l0.shape) == tuple(l1.shape) == tuple(ens.shape) == (2, 5, 8, 8)
     grids = tf.token_grids(32, 32)
     assert grids == [(8, 8), (4, 4), (2, 2), (1, 1)]
@@ -95,9 +106,8 @@ def test_outputs_scores_and_ensemble():
         net(rgb, T(np.zeros((2, 1, 32, 32))))
 
 
-def test_l1_term_equals_the_sum_of_scores():
-    net = _tiny()
-    outputs = net(*_inputs(1))
+def test_l1_term_equals_the_sum_of_scores(tiny_outputs):
+    outputs = tiny_outputs
     mask = ms.Tensor(np.random.default_rng(0).integers(0, 5, (2, 32, 32)).astype(np.int32))
     lam = 0.25
     diff = (tokenfusion_loss(outputs, mask, lam) - tokenfusion_loss(outputs, mask, 0.0)).asnumpy()
@@ -106,10 +116,10 @@ def test_l1_term_equals_the_sum_of_scores():
     np.testing.assert_allclose(score_l1(outputs[3]).asnumpy(), ref, rtol=1e-5)
 
 
-def test_task_loss_gradient_reaches_every_score_predictor():
-    net = _tiny()
-    rgb, depth = _inputs(2)
-    mask = ms.Tensor(np.random.default_rng(1).integers(0, 5, (2, 32, 32)).astype(np.int32))
+def test_task_loss_gradient_reaches_every_score_predictor(tiny):
+    net = tiny
+    rgb, depth = _inputs(2, batch=1)
+    mask = ms.Tensor(np.random.default_rng(1).integers(0, 5, (1, 32, 32)).astype(np.int32))
     preds = [p for p in net.trainable_params() if "score_predictor" in p.name and p.name.endswith(".1.weight")]
     assert len(preds) == 8  # 4 stages x 2 modalities
 
@@ -156,44 +166,53 @@ def test_shared_weights_counted_once():
 
 
 def _perturb(net, pattern):
+    """Add noise to the parameters whose name holds ``pattern``; returns a restore function."""
     rng = np.random.default_rng(9)
-    hit = 0
+    saved = {p.name: p.asnumpy().copy() for p in net.trainable_params() if pattern in p.name}
+    assert saved
     for p in net.trainable_params():
-        if pattern in p.name:
-            p.set_data(T(p.asnumpy() + rng.normal(0, 0.5, p.shape)))
-            hit += 1
-    assert hit
-    return hit
+        if p.name in saved:
+            p.set_data(T(saved[p.name] + rng.normal(0, 0.5, p.shape)))
+
+    def restore():
+        for p in net.trainable_params():
+            if p.name in saved:
+                p.set_data(T(saved[p.name]))
+    return restore
 
 
-def test_depth_layernorms_do_not_reach_the_rgb_branch_without_exchange():
-    # With threshold 0 no token is ever substituted (scores are >= 0), so the branches share
-    # weights but no activations: changing depth-only parameters must leave RGB logits unchanged.
-    net = _tiny(threshold=0.0)
-    rgb, depth = _inputs(4)
-    before = [o.asnumpy() for o in net(rgb, depth)[:2]]
-    _perturb(net, ".ln_1.")
-    _perturb(net, "score_nets.1.")
-    after = [o.asnumpy() for o in net(rgb, depth)[:2]]
-    np.testing.assert_array_equal(after[0], before[0])
-    assert np.abs(after[1] - before[1]).max() > 1e-3
+def test_modality_layernorms_are_separate_and_couple_only_through_exchange(tiny):
+    rgb, depth = _inputs(4, batch=1)
 
+    def logits():
+        out = tiny(rgb, depth)
+        return out[0].asnumpy(), out[1].asnumpy()
 
-def test_depth_layernorms_reach_the_rgb_branch_only_through_exchange():
-    # threshold 2 > any score: every token of each branch takes the other branch's attention update.
-    net = _tiny(threshold=2.0)
-    rgb, depth = _inputs(5)
-    before = net(rgb, depth)[0].asnumpy()
-    _perturb(net, ".ln_1.")
-    assert np.abs(net(rgb, depth)[0].asnumpy() - before).max() > 1e-3
-
-
-def test_rgb_layernorm_change_leaves_depth_branch_unchanged_without_exchange():
-    net = _tiny(threshold=0.0)
-    rgb, depth = _inputs(6)
-    before = net(rgb, depth)[1].asnumpy()
-    _perturb(net, ".ln_0.")
-    np.testing.assert_array_equal(net(rgb, depth)[1].asnumpy(), before)
+    # Threshold 0: no token is ever substituted (scores are >= 0), so the branches share weights but
+    # no activations. Depth-only parameters (ln_1, depth score net) must leave the RGB logits
+    # bit-identical, and RGB-only ones (ln_0) the depth logits.
+    assert tf.set_threshold(tiny, 0.0) == 4
+    rgb0, depth0 = logits()
+    restore = _perturb(tiny, ".ln_1.")
+    restore_s = _perturb(tiny, "score_nets.1.")
+    rgb1, depth1 = logits()
+    restore(), restore_s()
+    np.testing.assert_array_equal(rgb1, rgb0)
+    assert np.abs(depth1 - depth0).max() > 1e-3
+    restore = _perturb(tiny, ".ln_0.")
+    rgb2, depth2 = logits()
+    restore()
+    np.testing.assert_array_equal(depth2, depth0)
+    assert np.abs(rgb2 - rgb0).max() > 1e-3
+    # Threshold 2 > any score: every token takes the other modality's attention update, so the
+    # depth LayerNorms now reach the RGB logits (the coupling is the exchange and nothing else).
+    tf.set_threshold(tiny, 2.0)
+    rgb3, _ = logits()
+    restore = _perturb(tiny, ".ln_1.")
+    rgb4, _ = logits()
+    restore()
+    tf.set_threshold(tiny, tf.DEFAULT_THRESHOLD)
+    assert np.abs(rgb4 - rgb3).max() > 1e-3
 
 
 # ------------------------------------------------------------------------------ converters
