@@ -21,7 +21,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 from mindspore import nn, ops
-from mindspore.common.initializer import Normal, TruncatedNormal
+from mindspore.common.initializer import HeNormal, Normal, TruncatedNormal
 
 from ..layers.drop_path import DropPath
 from ..layers.gelu import GELU
@@ -249,11 +249,12 @@ class MixVisionTransformer(nn.Cell):
 
 
 class ConvBNReLU(nn.Cell):
-    """mmcv ConvModule(k=1, norm BN): conv without bias (a norm follows), BN, ReLU."""
+    """mmcv ConvModule(k=1, norm BN): conv without bias (a norm follows; Kaiming normal, fan_out, as
+    mmcv initialises it), BN, ReLU."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 1, has_bias=False, weight_init="HeNormal")
+        self.conv = nn.Conv2d(cin, cout, 1, has_bias=False, weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
         self.bn = nn.BatchNorm2d(cout, eps=1e-5, momentum=0.9)
         self.activate = nn.ReLU()
 

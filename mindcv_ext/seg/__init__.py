@@ -5,8 +5,8 @@ from .corruption import auroc, corruption_auroc, token_mask
 from .exchange import exchanged_fraction, score_maps
 from .loss import TokenFusionLoss, score_l1, seg_cross_entropy, tokenfusion_loss
 from .metrics import SegMeter, confusion_matrix, logits_to_labels, segmentation_scores
-from .palette import colorize, segmentation_palette, write_segmentation_png
+from .palette import colorize, segmentation_palette, write_score_png, write_segmentation_png
 
 __all__ = ["auroc", "corruption_auroc", "token_mask", "exchanged_fraction", "score_maps", "TokenFusionLoss",
            "score_l1", "seg_cross_entropy", "tokenfusion_loss", "SegMeter", "confusion_matrix", "logits_to_labels",
-           "segmentation_scores", "colorize", "segmentation_palette", "write_segmentation_png"]
+           "segmentation_scores", "colorize", "segmentation_palette", "write_segmentation_png", "write_score_png"]

@@ -57,3 +57,21 @@ def write_segmentation_png(path: str, labels, ignore_index: int = IGNORE_INDEX) 
     if not cv2.imwrite(path, np.ascontiguousarray(rgb[..., ::-1])):
         raise OSError(f"could not write '{path}'")
     return path
+
+
+def write_score_png(path: str, values, vmin: float = 0.0, vmax: float = 1.0, scale: int = 1) -> str:
+    """Write a 2-D map (e.g. a token score map) as a grey PNG, ``vmin`` black to ``vmax`` white,
+    each value drawn as a ``scale x scale`` block; returns the path."""
+    values = np.asarray(values, np.float64)
+    if values.ndim != 2 or not np.isfinite(values).all():
+        raise PaletteError(f"write_score_png: a finite 2-D map is needed, got shape {values.shape}")
+    if not vmax > vmin or int(scale) < 1:
+        raise PaletteError(f"write_score_png: need vmax > vmin and scale >= 1, got {vmin}, {vmax}, {scale}")
+    if not path.lower().endswith(".png"):
+        raise PaletteError(f"write_score_png: '{path}' must end with .png")
+    grey = (np.clip((values - vmin) / (vmax - vmin), 0, 1) * 255).round().astype(np.uint8)
+    grey = np.kron(grey, np.ones((int(scale), int(scale)), np.uint8))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if not cv2.imwrite(path, grey):
+        raise OSError(f"could not write '{path}'")
+    return path

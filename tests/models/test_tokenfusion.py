@@ -3,7 +3,6 @@ LayerNorms, official checkpoint and ImageNet MiT conversion, graph-mode exchange
 import numpy as np
 import pytest
 import mindspore as ms
-from mindspore import ops
 
 import mindcv_ext
 from mindcv_ext.convert import ConversionError, convert_state_dict
@@ -274,7 +273,7 @@ def test_official_checkpoint_converts(old_mlp):
     fc1 = "mlp.module.fc1" if old_mlp else "mlp.fc1.module"
     pairs = {"encoder.block2.0.norm1.ln_1.gamma": "encoder.block2.0.norm1.ln_1.weight",
              "encoder.block1.0.attn.sr.weight": "encoder.block1.0.attn.sr.module.weight",
-             f"encoder.block3.0.mlp.fc1.bias": f"encoder.block3.0.{fc1}.bias",
+             "encoder.block3.0.mlp.fc1.bias": f"encoder.block3.0.{fc1}.bias",
              "encoder.score_predictor.2.score_nets.1.0.beta": "encoder.score_predictor.2.score_nets.1.0.bias",
              "encoder.score_predictor.0.score_nets.0.7.weight": "encoder.score_predictor.0.score_nets.0.7.weight",
              "decoder.linear_fuse.bn.moving_variance": "decoder.linear_fuse.bn.running_var", "alpha": "alpha"}

@@ -8,7 +8,8 @@ from mindcv_ext.seg.exchange import ScoreLayoutError, exchanged_fraction, score_
 from mindcv_ext.seg.metrics import (MetricInputError, SegMeter, confusion_matrix, logits_to_labels,
                                     segmentation_scores)
 from mindcv_ext.seg.optim import poly_warmup_lr
-from mindcv_ext.seg.palette import PaletteError, colorize, segmentation_palette, write_segmentation_png
+from mindcv_ext.seg.palette import (PaletteError, colorize, segmentation_palette, write_score_png,
+                                    write_segmentation_png)
 
 
 def reference_scores(gt, pred, num_classes, ignore=255):
@@ -126,6 +127,9 @@ def test_palette_and_png(tmp_path):
         colorize(np.array([[300]]))
     with pytest.raises(PaletteError):
         colorize(np.zeros((2, 2), np.float32))
+    grey = cv2.imread(write_score_png(str(tmp_path / "s.png"), [[0.0, 0.5], [1.0, 2.0]], scale=2), 0)
+    np.testing.assert_array_equal(grey[::2, ::2], [[0, 128], [255, 255]])
+    assert grey.shape == (4, 4)
 
 
 def test_poly_warmup_schedule():
