@@ -31,7 +31,7 @@ __all__ = ["MIT_CONFIGS", "MixVisionTransformer", "SegFormerHead", "SegFormer", 
            "EfficientAttention", "MixFFN", "MiTBlock", "AttentionCore", "mit_imagenet_to_encoder",
            "load_mit_imagenet", "drop_path_rates"]
 
-DEFAULT_INPUT = {}
+DEFAULT_INPUT = {"segformer_mit_tiny": 64}
 STATUS = "tested (structure, counts, NumPy attention reference); no released SegFormer weights converted"
 
 # MiT variant table (official mix_transformer.py): embed dims, depths; shared by all variants:
@@ -416,3 +416,12 @@ def load_mit_imagenet(net: SegFormer, state_dict: Dict[str, np.ndarray]) -> List
         raise ConversionError(f"ImageNet MiT -> SegFormer: {len(missing)} encoder parameters have no value "
                               f"(wrong variant?): {', '.join(missing[:10])}")
     return left
+
+
+try:  # family hooks, for registries that declare them
+    from .registry import Family
+except ImportError:  # pragma: no cover - older registry
+    Family = None
+if Family is not None:
+    FAMILY = Family(input_size=512, input_sizes=dict(DEFAULT_INPUT), crop_pct=1.0,
+                    paper="SegFormer (arXiv 2105.15203)", status=STATUS)

@@ -51,6 +51,7 @@ MODALITIES = ("rgb", "depth")
 PARALLEL_EPS = 1e-6        # official LayerNormParallel epsilon (every encoder norm)
 PREDICTOR_EPS = 1e-5       # torch nn.LayerNorm default inside PredictorLG
 HEAD_EMBED_DIM = {"mit_tiny": 64}  # WeTr uses 256 for every MiT variant; 64 for the CPU-sized MiT
+DEFAULT_INPUT = {"tokenfusion_mit_tiny": 64}
 STATUS = "tested (exchange semantics, soft pruning gradient, counts, converters); no NYUDv2 run here"
 
 
@@ -419,3 +420,12 @@ def load_mit_imagenet(net: TokenFusionSeg, state_dict: Dict[str, np.ndarray]) ->
         raise ConversionError(f"ImageNet MiT -> TokenFusion: {len(missing)} encoder parameters have no value "
                               f"(wrong variant?): {', '.join(missing[:10])}")
     return left
+
+
+try:  # family hooks, for registries that declare them
+    from .registry import Family
+except ImportError:  # pragma: no cover - older registry
+    Family = None
+if Family is not None:
+    FAMILY = Family(converter=convert_official_state_dict, input_size=480, input_sizes=dict(DEFAULT_INPUT),
+                    crop_pct=1.0, paper="TokenFusion (arXiv 2204.08721)", status=STATUS)
