@@ -14,7 +14,7 @@ import numpy as np
 
 from .models.keymaps import ConversionError, bn_key_map  # noqa: F401  (re-exported)
 
-_WRAPPER_KEYS = ("state_dict_ema", "state_dict", "model", "net", "module")
+_WRAPPER_KEYS = ("state_dict_ema", "state_dict", "model", "net", "module", "segmenter")
 _DROP_SUFFIXES = ("total_ops", "total_params", "num_batches_tracked")
 
 
