@@ -237,7 +237,7 @@ COMMANDS = {"train": cmd_train, "run": cmd_run, "eval": cmd_eval, "export": cmd_
 
 
 def _one_line(err: BaseException) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.strip().startswith("-")]
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip().strip("-")]  # not MindSpore's ---- rules
     return lines[0] if lines else type(err).__name__
 
 
@@ -248,7 +248,7 @@ def main(argv=None):
     known = (ValueError, KeyError, FileNotFoundError, TypeError, TrainingDiverged, ExportMismatch, ExportUnverified,
              RuntimeError)
     try:
-        return COMMANDS[args.command](args)
+        COMMANDS[args.command](args)  # the console script exits with main's return value: None = 0
     except known as err:
         if args.debug:
             raise

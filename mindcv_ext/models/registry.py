@@ -102,8 +102,8 @@ def _check_name(name: str) -> None:
             f"see `mindcv-ext list` or mindcv_ext.list_models())")
 
 
-class ModelArgumentError(ValueError):
-    """A keyword argument a model's builder does not take."""
+class ModelArgumentError(ValueError, TypeError):
+    """A keyword argument a model's builder does not take (a TypeError of the builder, named)."""
 
 
 def _argument_names(module) -> set:

@@ -25,6 +25,7 @@ from mindspore.common.initializer import HeNormal
 
 from ..layers.drop_path import DropPath
 from ..layers.gelu import GELU, set_gelu_export_mode
+from ..layers.pos_embed import resize_axis, resize_axis_np
 from .registry import Family, register_model
 
 __all__ = [
@@ -74,57 +75,8 @@ def _bn(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=1e-5, momentum=0.9)
 
 
-def _cubic_taps(n_in: int, n_out: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Source indices and weights (each (4, n_out)) of a 1-D bicubic resize.
-
-    Same rule as PyTorch ``interpolate(mode='bicubic', align_corners=False)`` with an output
-    size: source coordinate ``(i + 0.5) * n_in / n_out - 0.5`` (not clamped), cubic convolution
-    with A = -0.75, tap indices clamped to the border. Resizing to the same length is an identity.
-    """
-    a = -0.75
-    src = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
-    base = np.floor(src)
-    t = src - base
-
-    def near(x):   # |x| <= 1
-        return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-
-    def far(x):    # 1 < |x| < 2
-        return ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
-
-    weights = np.stack([far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)])
-    index = np.stack([np.clip(base + off, 0, n_in - 1) for off in (-1, 0, 1, 2)]).astype(np.int32)
-    return index, weights.astype(np.float32)
-
-
-def _resize_axis_np(arr: np.ndarray, axis: int, n_out: int) -> np.ndarray:
-    """Numpy twin of ``_resize_axis`` (float64 accumulation)."""
-    n_in = arr.shape[axis]
-    if n_in == n_out:
-        return arr
-    index, weights = _cubic_taps(n_in, n_out)
-    shape = [1] * arr.ndim
-    shape[axis] = n_out
-    out = 0.0
-    for tap in range(4):
-        out = out + np.take(arr, index[tap], axis=axis) * weights[tap].astype(np.float64).reshape(shape)
-    return out
-
-
-def _resize_axis(x, axis: int, n_out: int):
-    """Bicubic resize of one axis of a tensor (4 gathers with constant taps; graph-mode safe)."""
-    n_in = x.shape[axis]
-    if n_in == n_out:
-        return x
-    index, weights = _cubic_taps(n_in, n_out)
-    shape = [1] * x.ndim
-    shape[axis] = n_out
-    shape = tuple(shape)
-    out = None
-    for tap in range(4):
-        term = ops.gather(x, Tensor(index[tap]), axis) * Tensor(weights[tap].reshape(shape))
-        out = term if out is None else out + term
-    return out
+# bicubic resizing of position terms (PyTorch's interpolate rule): shared with ViT/Swin
+_resize_axis_np, _resize_axis = resize_axis_np, resize_axis
 
 
 def _sincos_2d(channels: int, grid: int) -> np.ndarray:
