@@ -17,8 +17,9 @@ class ExportUnverified(RuntimeError):
 
 
 def _as_list(out):
+    """Every output as a flat list of arrays (nested tuples, e.g. per-stage score maps, flattened)."""
     if isinstance(out, (tuple, list)):
-        return [o.asnumpy() if hasattr(o, "asnumpy") else np.asarray(o) for o in out]
+        return [a for o in out for a in _as_list(o)]
     return [out.asnumpy() if hasattr(out, "asnumpy") else np.asarray(out)]
 
 

@@ -54,3 +54,13 @@ def test_infer_reports_bad_files_and_goes_on(capsys, tmp_path):
     assert captured.out.count("class") == 2 and "bad.png: error: cannot read image" in captured.err
     assert "1 of 2 file(s) could not be read" in captured.err
     assert "--topk must be at least 1" in run_error(capsys, ["infer", *CFG, "--ckpt", ckpt, "--topk", "-1", str(good)])
+
+
+def test_quantize_is_the_adder_ptq_run(capsys, tmp_path):
+    line = run_error(capsys, ["quantize", "-c", "configs/addernet/adder_resnet20_digits.yaml", "--ckpt",
+                              str(tmp_path / "missing.ckpt"), "--bits", "4"])
+    assert "missing.ckpt' does not exist" in line
+    line = run_error(capsys, ["run", "-c", "configs/addernet/adder_resnet20_digits.yaml"])
+    assert "quant.ckpt is not set" in line
+    assert "above 8" in run_error(capsys, ["quantize", "-c", "configs/addernet/adder_resnet20_digits.yaml",
+                                           "--ckpt", "x.ckpt", "--bits", "16"])
