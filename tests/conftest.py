@@ -15,6 +15,15 @@ def _pynative():
 
 
 @pytest.fixture
+def composite_kernels():
+    """Every layer built in the test takes its composite twin (restored afterwards)."""
+    import ascend_kernels
+    ascend_kernels.set_backend("composite")
+    yield
+    ascend_kernels.set_backend(None)
+
+
+@pytest.fixture
 def tiny_cfg(tmp_path):
     """A resnet20-on-digits config small enough for a few-second run."""
     def make(*overrides):

@@ -2,22 +2,15 @@
 an independent formula, forward, and conversion of a state dict in the official naming."""
 import numpy as np
 import pytest
-import mindspore as ms
 from mindspore import Tensor, nn
 
-import ascend_kernels
 from mindcv_ext import create_model
 from mindcv_ext.convert import convert_state_dict
 from mindcv_ext.quant.binary import binary_layers
 from mindcv_ext.utils.summary import count_params
 
 
-@pytest.fixture(autouse=True)
-def _composite():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    ascend_kernels.set_backend("composite")
-    yield
-    ascend_kernels.set_backend(None)
+pytestmark = pytest.mark.usefixtures("composite_kernels")
 
 
 def _official_keys(num_classes=10):

@@ -1,21 +1,14 @@
 """SNN-MLP with frozen tau / Vth (official --lif_fix_tau / --lif_fix_vth): buffers that still convert."""
 import numpy as np
 import pytest
-import mindspore as ms
 
-import ascend_kernels
 import mindcv_ext
 from mindcv_ext.convert import convert_state_dict
 from mindcv_ext.engine.optim import param_groups
 from mindcv_ext.models import snnmlp
 
 
-@pytest.fixture(autouse=True)
-def _composite():
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    ascend_kernels.set_backend("composite")
-    yield
-    ascend_kernels.set_backend(None)
+pytestmark = pytest.mark.usefixtures("composite_kernels")
 
 
 def _official_shapes(embed_dim=96, depths=(2, 2, 6, 2), num_classes=1000):
