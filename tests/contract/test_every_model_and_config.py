@@ -21,6 +21,24 @@ SMALL_SETTINGS = {"dropnas_imagenet": (64, {}), "darts_v2_imagenet": (64, {}),  
                   **{m: (64, {"window_size": 4}) for m in list_models("swin_*")}}  # window 7 wants 224 px
 
 
+@pytest.fixture(autouse=True)
+def fast_truncated_normal(monkeypatch):
+    """Clipped-and-redrawn NumPy draws in place of MindSpore's element-wise truncated normal
+    (24 s for ViT-L's 304 M weights): these tests check shapes and finite outputs, not the
+    initial distribution."""
+    import mindspore.common.initializer as init
+
+    def draw(a, b, mean, sigma, arr):
+        rng = np.random.default_rng(arr.size)
+        flat = arr.reshape(-1)
+        flat[:] = rng.standard_normal(flat.size, dtype=np.float32)
+        bad = np.flatnonzero((flat < (a - mean) / sigma) | (flat > (b - mean) / sigma))
+        flat[bad] = np.clip(rng.standard_normal(bad.size, dtype=np.float32), (a - mean) / sigma, (b - mean) / sigma)
+        flat *= sigma
+        flat += mean
+    monkeypatch.setattr(init, "_init_truncated_normal_inplace", draw)
+
+
 def small_setting(name):
     """(input size, kwargs) that build ``name`` small: SMALL_INPUT, or less for models made for
     smaller inputs (8x8 MLPs), or its entry in SMALL_SETTINGS."""
