@@ -9,6 +9,7 @@ _DESCRIPTIONS: Dict[str, str] = {}
 BUILTIN = {
     "addernet_ptq": "mindcv_ext.tasks.demo_runs",
     "adabin": "mindcv_ext.tasks.demo_runs",
+    "tokenfusion": "mindcv_ext.tasks.demo_tokenfusion",
 }
 
 
