@@ -14,6 +14,7 @@ _TASKS: Dict[str, type] = {}
 BUILTIN = {
     "classification": "mindcv_ext.tasks.classification",
     "adder_ptq": "mindcv_ext.tasks.adder_ptq",
+    "instance_seg3d": "mindcv_ext.tasks.instance_seg3d",
 }
 
 
