@@ -10,6 +10,7 @@ BUILTIN = {
     "addernet_ptq": "mindcv_ext.tasks.demo_runs",
     "adabin": "mindcv_ext.tasks.demo_runs",
     "tokenfusion": "mindcv_ext.tasks.demo_tokenfusion",
+    "maskgroup": "mindcv_ext.tasks.instance_seg3d",
 }
 
 

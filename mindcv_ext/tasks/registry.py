@@ -15,6 +15,7 @@ BUILTIN = {
     "classification": "mindcv_ext.tasks.classification",
     "adder_ptq": "mindcv_ext.tasks.adder_ptq",
     "segmentation": "mindcv_ext.tasks.segmentation",
+    "instance_seg3d": "mindcv_ext.tasks.instance_seg3d",
 }
 
 
