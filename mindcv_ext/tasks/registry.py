@@ -14,6 +14,7 @@ _TASKS: Dict[str, type] = {}
 BUILTIN = {
     "classification": "mindcv_ext.tasks.classification",
     "adder_ptq": "mindcv_ext.tasks.adder_ptq",
+    "mim_pretrain": "mindcv_ext.tasks.mim_pretrain",
 }
 
 
