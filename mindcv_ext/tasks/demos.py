@@ -9,6 +9,7 @@ _DESCRIPTIONS: Dict[str, str] = {}
 BUILTIN = {
     "addernet_ptq": "mindcv_ext.tasks.demo_runs",
     "adabin": "mindcv_ext.tasks.demo_runs",
+    "fastmim": "mindcv_ext.tasks.demo_fastmim",
 }
 
 
