@@ -88,6 +88,7 @@ def test_bad_phases_and_blocks(tmp_path):
         _task(PT, str(tmp_path), ["mim.phases=[[0, 36, 16]]"])
 
 
+@pytest.mark.slow
 def test_own_backbone_ghostnetv2_pretrains_and_finetunes(tmp_path):
     path = os.path.join(ROOT, "configs", "fastmim", "fastmim_ghostnetv2_digits_pretrain.yaml")
     cfg = load_config(path, ["train.epochs=1", "train.max_steps_per_epoch=2", "data.max_samples=16",
@@ -105,3 +106,14 @@ def test_own_backbone_ghostnetv2_pretrains_and_finetunes(tmp_path):
     src = {p.name: p.asnumpy() for p in pt.net.get_parameters()}
     np.testing.assert_array_equal(ft.net.conv_stem.weight.asnumpy(), src["backbone.conv_stem.weight"])
     assert np.isfinite(ft.fit()["train_loss"])
+
+
+@pytest.mark.slow
+def test_demo_pretrained_beats_random_init_on_few_labels(tmp_path):
+    """The quick demo (fixed seed 0): 3 short pre-training epochs, then 100 labels at 56 px; measured
+    0.21 vs 0.15 top-1 on this seed (a 6-point margin on 100 validation images)."""
+    from mindcv_ext.tasks.demo_fastmim import fastmim_demo
+    out = fastmim_demo(str(tmp_path), quick=True)
+    assert out["pretrain_loss_last"] < 0.8 * out["pretrain_loss_first"]
+    assert out["finetune_top1_pretrained"] > out["finetune_top1_scratch"]
+    assert os.path.isfile(out["reconstruction"])
