@@ -80,6 +80,7 @@ SCHEMA: Dict[str, Dict[str, tuple]] = {
         "betas": ((list,), [0.9, 0.999]),
         "filter_bias_and_bn": ((bool,), True),
         "extra_group": ((dict, NoneType), None),
+        "layer_decay": ((float, NoneType), None),  # layer-wise lr decay (ViT / Swin, BEiT rule); null = off
     },
     "sched": {
         "name": ((str,), "cosine"),

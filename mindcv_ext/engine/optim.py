@@ -207,7 +207,7 @@ def clip_by_group(grads, group_ids: Tuple[int, ...], max_norms: Tuple[Optional[f
 
 
 def optimizer_from_config(cfg, params: Sequence[ms.Parameter], steps_per_epoch: int,
-                          param_filters: Optional[dict] = None):
+                          param_filters: Optional[dict] = None, net=None):
     """``(optimizer, per-step lrs)`` from the ``optim``/``sched`` sections: the schedule over
     ``train.epochs`` (rebuilt from the config, also on resume), decay/no-decay groups and the
     optional ``optim.extra_group`` (a family's parameter filter with its own lr, frozen for
@@ -233,7 +233,27 @@ def optimizer_from_config(cfg, params: Sequence[ms.Parameter], steps_per_epoch: 
             extra_lr = [lr * scale for lr in lrs]
         else:
             extra_lr = [0.0 if i < frozen else lr * scale for i, lr in enumerate(lrs)]
+    if o.get("layer_decay") is not None:
+        return _layer_decay_optimizer(cfg, params, lrs, net, extra_filter), lrs
     groups = param_groups(params, o.weight_decay, o.filter_bias_and_bn, lrs, extra_filter, extra_lr)
     if extra_filter is not None and o.name == "adamw" and any(extra_filter(p.name) for p in groups[-1]["params"]):
         groups[-1]["frozen_steps"] = frozen
     return create_optimizer(o.name, groups, lrs, o.momentum, o.nesterov, o.eps, o.betas), lrs
+
+
+def _layer_decay_optimizer(cfg, params, lrs, net, extra_filter):
+    """``optim.layer_decay``: one group per (layer scale, decay?) with the lr scaled by
+    ``decay ** (num_layers - layer id)`` (:mod:`mindcv_ext.mim.lr_decay`, ViT and Swin rules)."""
+    from ..mim.lr_decay import LayerDecayError, layer_decay_param_groups, model_layer_decay_scales
+    o = cfg.optim
+    if net is None or extra_filter is not None:
+        raise ValueError("optim.layer_decay needs the model and does not combine with optim.extra_group")
+    try:
+        scales = model_layer_decay_scales(net, float(o.layer_decay))
+    except LayerDecayError as err:
+        raise ValueError(f"optim.layer_decay: {err}") from err
+    groups = layer_decay_param_groups(params, scales, o.weight_decay, list(lrs),
+                                      no_decay_names=NO_DECAY_KEYS + ("absolute_pos_embed",))
+    for g in groups:
+        g.pop("lr_scale", None)
+    return create_optimizer(o.name, groups, lrs, o.momentum, o.nesterov, o.eps, o.betas)

@@ -80,7 +80,7 @@ class Task:
             ms.amp.auto_mixed_precision(self.net, self.cfg.train.amp_level)
         hooks = family_hooks(self.cfg.model.name)
         opt, self.lrs = optimizer_from_config(self.cfg, self.net.trainable_params(), self.steps_per_epoch,
-                                              hooks.param_filters)
+                                              hooks.param_filters, net=self.net)
         self.optimizers = {"optim": opt}
         self.ema = ModelEMA(self.net, self.cfg.train.ema_decay) if self.cfg.train.ema else None
         if hooks.train_callbacks is not None:

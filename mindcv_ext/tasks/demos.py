@@ -11,6 +11,7 @@ BUILTIN = {
     "adabin": "mindcv_ext.tasks.demo_runs",
     "tokenfusion": "mindcv_ext.tasks.demo_tokenfusion",
     "maskgroup": "mindcv_ext.tasks.instance_seg3d",
+    "fastmim": "mindcv_ext.tasks.demo_fastmim",
 }
 
 

@@ -16,6 +16,7 @@ BUILTIN = {
     "adder_ptq": "mindcv_ext.tasks.adder_ptq",
     "segmentation": "mindcv_ext.tasks.segmentation",
     "instance_seg3d": "mindcv_ext.tasks.instance_seg3d",
+    "mim_pretrain": "mindcv_ext.tasks.mim_pretrain",
 }
 
 

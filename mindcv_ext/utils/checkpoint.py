@@ -115,7 +115,9 @@ def load_partial(net: nn.Cell, params: Dict[str, ms.Parameter], mode: str, path:
                  key_map: Optional[Dict[str, str]] = None) -> Dict[str, List[str]]:
     """Load what fits and report the rest: ``{"loaded", "skipped", "not_in_checkpoint"}``.
 
-    ``backbone``: every entry whose name and shape match; ``skip_head``: strict except the last
+    ``backbone``: every entry whose name and shape match, after the FastMIM fine-tuning surgery
+    (``encoder.``/``backbone.`` prefixes, position embedding and relative-position-bias resizing,
+    :mod:`mindcv_ext.mim.finetune`); ``skip_head``: strict except the last
     Dense layer (a new classifier); ``key_map``: rename checkpoint prefixes (``{"encoder.": ""}``)
     first, then as ``backbone``.
     """
@@ -132,6 +134,9 @@ def load_partial(net: nn.Cell, params: Dict[str, ms.Parameter], mode: str, path:
                     break
             renamed[name] = value
         params = renamed
+    if mode == "backbone":  # a FastMIM pre-training checkpoint: prefixes stripped, position terms resized
+        from ..mim.finetune import adapt_pretrain_state
+        params = adapt_pretrain_state(net, params)
     own = net.parameters_dict()
     fits = {n: v for n, v in params.items() if n in own and tuple(v.shape) == tuple(own[n].shape)}
     if mode == "skip_head":
