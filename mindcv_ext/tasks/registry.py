@@ -14,6 +14,7 @@ _TASKS: Dict[str, type] = {}
 BUILTIN = {
     "classification": "mindcv_ext.tasks.classification",
     "adder_ptq": "mindcv_ext.tasks.adder_ptq",
+    "nas_search": "mindcv_ext.tasks.nas_search",
 }
 
 
