@@ -17,6 +17,7 @@ BUILTIN = {
     "segmentation": "mindcv_ext.tasks.segmentation",
     "instance_seg3d": "mindcv_ext.tasks.instance_seg3d",
     "mim_pretrain": "mindcv_ext.tasks.mim_pretrain",
+    "nas_search": "mindcv_ext.tasks.nas_search",
 }
 
 
