@@ -148,18 +148,22 @@ def main(argv=None):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, stop)
     try:
+        msrun_argv = _cmdline(msrun.pid)
         while msrun.poll() is None:
             for pid in _children(msrun.pid):
                 if pid in ranks or pid in others:
                     continue
                 argv = _cmdline(pid)
-                if argv and os.path.basename(argv[0]) == "tail":  # msrun's log followers
+                if not argv or argv == msrun_argv:  # forked but not exec'd yet: msrun's argv and env
+                    continue
+                if os.path.basename(argv[0]) == "tail":  # msrun's log followers
                     others.add(pid)
-                elif entry in argv:  # classified only once exec'd (before, /proc shows msrun's env)
+                elif entry in argv:
                     env = _environ(pid)
-                    if env.get("MS_ROLE") == "MS_WORKER" and "RANK_ID" in env:
+                    role = env.get("MS_ROLE")
+                    if role == "MS_WORKER" and "RANK_ID" in env:
                         ranks[pid] = int(env["RANK_ID"])
-                    else:
+                    elif role:  # the scheduler
                         others.add(pid)
             now = time.monotonic()
             running = sorted(r for p, r in ranks.items() if _alive(p))

@@ -172,8 +172,9 @@ def build_model(model_cfg, num_classes: Optional[int] = None):
                        in_channels=model_cfg.in_channels, kernels=model_cfg.kernels, **kwargs)
     if model_cfg.pretrained_ckpt:
         from ..utils.checkpoint import load_weights
+        from .pretrain_surgery import adapt_pretrain_state
         report = load_weights(net, model_cfg.pretrained_ckpt, mode=model_cfg.pretrained_mode,
-                              key_map=model_cfg.pretrained_key_map)
+                              key_map=model_cfg.pretrained_key_map, adapt=adapt_pretrain_state)
         if report:
             print(f"loaded {len(report['loaded'])} tensors from {model_cfg.pretrained_ckpt} "
                   f"({model_cfg.pretrained_mode}); skipped from the checkpoint: "

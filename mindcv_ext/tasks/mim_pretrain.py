@@ -13,7 +13,7 @@ ggjy/FastMIM.pytorch ``main_pretrain.py`` / ``engine_pretrain.py``) through the 
 - ``reconstruction.png`` (input, masked input, HOG target, HOG prediction) every
   ``mim.recon_interval`` epochs and at the end.
 The weights (``best.ckpt`` / ``last.ckpt``) fine-tune through ``task: classification`` with
-``model.pretrained_mode: backbone`` (see :mod:`mindcv_ext.mim.finetune`).
+``model.pretrained_mode: backbone`` (see :mod:`mindcv_ext.models.pretrain_surgery`).
 """
 import math
 import os
@@ -87,8 +87,10 @@ class MIMPretrainTask(Task):
         except MIMConfigError as err:
             raise ConfigError(str(err)) from err
         if model.pretrained_ckpt:
+            from ..models.pretrain_surgery import adapt_pretrain_state
             from ..utils.checkpoint import load_weights
-            load_weights(net, model.pretrained_ckpt, mode=model.pretrained_mode, key_map=model.pretrained_key_map)
+            load_weights(net, model.pretrained_ckpt, mode=model.pretrained_mode, key_map=model.pretrained_key_map,
+                         adapt=adapt_pretrain_state)
         return net
 
     def build_loaders(self) -> None:

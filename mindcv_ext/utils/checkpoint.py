@@ -112,12 +112,13 @@ def _head_names(net: nn.Cell) -> List[str]:
 
 
 def load_partial(net: nn.Cell, params: Dict[str, ms.Parameter], mode: str, path: str,
-                 key_map: Optional[Dict[str, str]] = None) -> Dict[str, List[str]]:
+                 key_map: Optional[Dict[str, str]] = None, adapt=None) -> Dict[str, List[str]]:
     """Load what fits and report the rest: ``{"loaded", "skipped", "not_in_checkpoint"}``.
 
     ``backbone``: every entry whose name and shape match, after the FastMIM fine-tuning surgery
     (``encoder.``/``backbone.`` prefixes, position embedding and relative-position-bias resizing,
-    :mod:`mindcv_ext.mim.finetune`); ``skip_head``: strict except the last
+    ``adapt(net, params)``, :func:`mindcv_ext.models.pretrain_surgery.adapt_pretrain_state` from the model
+    builders); ``skip_head``: strict except the last
     Dense layer (a new classifier); ``key_map``: rename checkpoint prefixes (``{"encoder.": ""}``)
     first, then as ``backbone``.
     """
@@ -134,9 +135,8 @@ def load_partial(net: nn.Cell, params: Dict[str, ms.Parameter], mode: str, path:
                     break
             renamed[name] = value
         params = renamed
-    if mode == "backbone":  # a FastMIM pre-training checkpoint: prefixes stripped, position terms resized
-        from ..mim.finetune import adapt_pretrain_state
-        params = adapt_pretrain_state(net, params)
+    if mode == "backbone" and adapt is not None:  # e.g. prefixes stripped, position terms resized
+        params = adapt(net, params)
     own = net.parameters_dict()
     fits = {n: v for n, v in params.items() if n in own and tuple(v.shape) == tuple(own[n].shape)}
     if mode == "skip_head":
@@ -153,7 +153,7 @@ def load_partial(net: nn.Cell, params: Dict[str, ms.Parameter], mode: str, path:
 
 
 def load_weights(net: nn.Cell, path: str, use_ema: bool = False, mode: str = "strict",
-                 key_map: Optional[Dict[str, str]] = None) -> Optional[Dict[str, List[str]]]:
+                 key_map: Optional[Dict[str, str]] = None, adapt=None) -> Optional[Dict[str, List[str]]]:
     """Load model weights from a weights-only or a full training checkpoint.
 
     ``mode="strict"`` (the default, and what resume uses) refuses missing, mismatched and unexpected
@@ -169,7 +169,7 @@ def load_weights(net: nn.Cell, path: str, use_ema: bool = False, mode: str = "st
     if mode == "strict":
         load_into(net, weights, "model", path)
         return None
-    return load_partial(net, weights, mode, path, key_map)
+    return load_partial(net, weights, mode, path, key_map, adapt)
 
 
 def state_prefixes(params: Dict[str, ms.Parameter]) -> tuple:

@@ -6,7 +6,6 @@ import shutil
 
 import numpy as np
 import pytest
-import mindspore as ms
 
 from mindcv_ext.config import ConfigError
 from mindcv_ext.mim.phases import scaled_lr
@@ -86,26 +85,6 @@ def test_bad_phases_and_blocks(tmp_path):
         _task(PT, str(tmp_path), ["mim.phases=[[1, 32, 16]]"])
     with pytest.raises(ConfigError, match="divisible"):
         _task(PT, str(tmp_path), ["mim.phases=[[0, 36, 16]]"])
-
-
-@pytest.mark.slow
-def test_own_backbone_ghostnetv2_pretrains_and_finetunes(tmp_path):
-    path = os.path.join(ROOT, "configs", "fastmim", "fastmim_ghostnetv2_digits_pretrain.yaml")
-    cfg = load_config(path, ["train.epochs=1", "train.max_steps_per_epoch=2", "data.max_samples=16",
-                             "data.batch_size=8", f"train.output_dir={tmp_path / 'pt'}", "train.progress=false",
-                             "model.kernels=composite"])
-    pt = get_task(cfg.task)(cfg).build()
-    assert pt.net.target_dim == 432
-    assert np.isfinite(pt.fit()["train_loss"])
-    ft_cfg = load_config(os.path.join(ROOT, "configs", "ghostnetv2", "ghostnetv2_100_digits.yaml"),
-                         ["train.epochs=1", "train.max_steps_per_epoch=2", "data.max_samples=16", "data.batch_size=8",
-                          "data.image_size=64", f"train.output_dir={tmp_path / 'ft'}", "train.progress=false",
-                          "model.kernels=composite", "model.pretrained_mode=backbone",
-                          f"model.pretrained_ckpt={tmp_path / 'pt' / 'last.ckpt'}"])
-    ft = get_task(ft_cfg.task)(ft_cfg).build()
-    src = {p.name: p.asnumpy() for p in pt.net.get_parameters()}
-    np.testing.assert_array_equal(ft.net.conv_stem.weight.asnumpy(), src["backbone.conv_stem.weight"])
-    assert np.isfinite(ft.fit()["train_loss"])
 
 
 @pytest.mark.slow

@@ -90,11 +90,3 @@ def test_demo_table_hpg_beats_single_radius_under_offset_noise():
     t = grouping_table(num_scenes=6, noise=0.12, seed=0)
     assert t["oracle_ap50"] >= 0.9
     assert t["noisy_ap50_hpg"] - t["noisy_ap50_single_radius"] >= 0.15
-
-
-@pytest.mark.slow
-def test_learned_pipeline_reaches_reported_ap50(tmp_path):
-    # The README's MaskGroup number comes from this config (about 15 minutes on 2 cores).
-    task = get_task("instance_seg3d")(load_config(CFG, [f"train.output_dir={tmp_path}"])).build()
-    record = task.fit()
-    assert record["val_ap50"] >= 0.4
