@@ -8,6 +8,8 @@ VisDA-2017 classification (Peng et al., 2017; the dataset's folder names). Offic
 import os
 from typing import Dict, List, Optional, Sequence
 
+from ..data.registry import DatasetError
+
 OFFICE31_CLASSES = (
     "back_pack", "bike", "bike_helmet", "bookcase", "bottle", "calculator", "desk_chair", "desk_lamp",
     "desktop_computer", "file_cabinet", "headphones", "keyboard", "laptop_computer", "letter_tray",
@@ -35,7 +37,7 @@ BENCHMARKS: Dict[str, dict] = {
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff", ".webp")
 
 
-class DomainFolderError(ValueError):
+class DomainFolderError(DatasetError):
     """A domain folder that is missing, empty or lacks class folders."""
 
 

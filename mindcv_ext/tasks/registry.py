@@ -18,6 +18,7 @@ BUILTIN = {
     "instance_seg3d": "mindcv_ext.tasks.instance_seg3d",
     "mim_pretrain": "mindcv_ext.tasks.mim_pretrain",
     "nas_search": "mindcv_ext.tasks.nas_search",
+    "sfda": "mindcv_ext.tasks.sfda",
 }
 
 
