@@ -104,7 +104,7 @@ class SFDALoss(nn.Cell):
     """
 
     def __init__(self, net: nn.Cell, cdd: CDD, weight: float = 1.0):
-        super().__init__()
+        super().__init__(auto_prefix=False)  # the net's parameter names stay those of its checkpoints
         self.net, self.cdd, self.weight = net, cdd, weight
 
     def construct(self, target_images, surrogate_features, class_mask):

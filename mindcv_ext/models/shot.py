@@ -211,7 +211,12 @@ def convert_official_state_dict(state_dict: Dict[str, np.ndarray], model_name: s
     return out
 
 
-FAMILY = Family(converter=convert_official_state_dict,
+def _is_head(name: str) -> bool:
+    """Bottleneck and classifier: SHOT trains them at 10x the backbone's lr (``optim.extra_group``)."""
+    return name.startswith(("bottleneck.", "classifier."))
+
+
+FAMILY = Family(converter=convert_official_state_dict, param_filters={"head": _is_head},
                 input_sizes={"shot_resnet20": 32, "shot_mlp": 8},
                 paper="Liang et al., Do We Really Need to Access the Source Data? (SHOT), ICML 2020; "
                       "Ding et al., Source-Free Domain Adaptation via Distribution Estimation, CVPR 2022")

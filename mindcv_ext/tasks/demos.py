@@ -12,6 +12,7 @@ BUILTIN = {
     "tokenfusion": "mindcv_ext.tasks.demo_tokenfusion",
     "maskgroup": "mindcv_ext.tasks.instance_seg3d",
     "fastmim": "mindcv_ext.tasks.demo_fastmim",
+    "sfda": "mindcv_ext.tasks.sfda",
 }
 
 
