@@ -365,8 +365,10 @@ class SFDATask(Task):
         first = self.history[0] if self.history else {}
         if self.is_main and self.history:
             self._confusion("confusion_after.png", "adapted")
-            rows = [{"target_acc": r.get("val_top1"), "pseudo_label_acc": r.get("pseudo_label_acc"),
+            # point j: the weights after j loops (j = 0: the source model), the pseudo-labels drawn from them
+            rows = [{"target_acc": r.get("target_acc"), "pseudo_label_acc": r.get("pseudo_label_acc"),
                      "kept_ratio": r.get("kept_ratio")} for r in self.history]
+            rows.append({"target_acc": record.get("val_top1")})
             da.save_loop_plot(rows, os.path.join(self.out_dir, "loops.png"))
         summary = {"source_only_top1": first.get("source_only_top1", float("nan")),
                    "adapted_top1": record.get("val_top1", float("nan")),

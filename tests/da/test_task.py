@@ -186,3 +186,12 @@ def test_one_loop_on_an_image_folder_domain(tmp_path):
     assert record["epoch"] == 0 and np.isfinite(record["train_loss"]) and 0 <= record["adapted_top1"] <= 1
     np.testing.assert_array_equal(task.net.classifier_weights(), classifier)
     assert os.path.isfile(tmp_path / "run" / "confusion_after.png")
+
+
+def test_demo_prints_the_headline_keys(tmp_path):
+    from mindcv_ext.tasks import get_demo
+    result = get_demo("sfda")(str(tmp_path), quick=True)
+    assert set(result) == {"source_only_top1", "adapted_top1", "pseudo_label_acc_first", "pseudo_label_acc_last"}
+    assert result["adapted_top1"] > result["source_only_top1"]
+    with open(tmp_path / "log.json") as f:
+        assert len(json.load(f)) == 5
