@@ -80,24 +80,34 @@ class FolderDomain:
         self.resize = int(round(self.size / data_cfg.crop_pct))
         self.mean = np.asarray(data_cfg.mean, np.float32).reshape(3, 1, 1) * 255.0
         self.std = np.asarray(data_cfg.std, np.float32).reshape(3, 1, 1) * 255.0
+        self.workers = max(1, int(data_cfg.num_workers))
 
     def __len__(self):
         return len(self.labels)
 
-    def _one(self, index: int, rng) -> np.ndarray:
+    def _one(self, index: int, crop) -> np.ndarray:
         import cv2
         img = cv2.resize(self.source[int(index)][0], (self.resize, self.resize), interpolation=cv2.INTER_LINEAR)
-        if rng is None:
-            top = left = (self.resize - self.size) // 2
-        else:
-            top, left = (int(v) for v in rng.integers(0, self.resize - self.size + 1, 2))
+        top, left, flip = crop
         img = img[top:top + self.size, left:left + self.size]
-        if rng is not None and rng.random() < 0.5:
+        if flip:
             img = img[:, ::-1]
         return (img.transpose(2, 0, 1).astype(np.float32) - self.mean) / self.std
 
     def batch(self, indices, rng: Optional[np.random.Generator] = None) -> np.ndarray:
-        return np.stack([self._one(i, rng) for i in indices]).astype(np.float32)
+        centre = (self.resize - self.size) // 2
+        if rng is None:
+            crops = [(centre, centre, False)] * len(indices)
+        else:  # drawn in order before the parallel decode, so a batch depends on rng only
+            crops = [(int(rng.integers(0, self.resize - self.size + 1)), int(rng.integers(0, self.resize - self.size + 1)),
+                      bool(rng.random() < 0.5)) for _ in indices]
+        if self.workers > 1 and len(indices) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(self.workers) as pool:  # cv2 decodes without the GIL
+                images = list(pool.map(self._one, indices, crops))
+        else:
+            images = [self._one(i, c) for i, c in zip(indices, crops)]
+        return np.stack(images).astype(np.float32)
 
 
 def train_source_model(net: nn.Cell, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batch_size: int,

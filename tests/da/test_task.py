@@ -142,6 +142,9 @@ def test_folder_domain_batches(tmp_path):
     b = target.batch(list(range(8)), np.random.default_rng(1))
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, target.batch(list(range(8)), np.random.default_rng(2)))
+    assert target.workers > 1
+    target.workers = 1  # the serial decode gives the same batch as the thread pool
+    np.testing.assert_array_equal(target.batch(list(range(8)), np.random.default_rng(1)), a)
 
 
 def test_source_config_trains_head_at_ten_times_the_backbone_lr():
