@@ -36,7 +36,7 @@ import mindspore as ms
 from mindspore import nn
 
 from .. import da
-from ..config import ConfigError
+from ..config import ConfigError, _between
 from ..data.registry import DatasetError
 from ..engine.loss import create_loss
 from ..engine.loop import TrainingDiverged
@@ -172,6 +172,14 @@ class SFDATask(Task):
         "shift_invert": ((bool,), False),
     }}
     choices = {("da", "benchmark"): BENCHMARKS, ("da", "covariance"): ("diag", "full_shrunk")}
+    ranges = {**{("da", k): _between(1) for k in ("iterations", "classes_per_batch", "feature_batch_size",
+                                                   "source_batch_size")},
+              ("da", "samples_per_class"): _between(2), ("da", "min_samples"): _between(2),
+              ("da", "source_epochs"): _between(0), ("da", "threshold"): _between(0, 1),
+              ("da", "variance_mult"): _between(0, lo_open=True), ("da", "shrinkage"): _between(0, 1),
+              ("da", "cdd_weight"): _between(0), ("da", "bn_lr_mult"): _between(0),
+              ("da", "inv_alpha"): _between(0), ("da", "inv_beta"): _between(0),
+              ("da", "source_lr"): _between(0, lo_open=True), ("da", "kmeans_eps"): _between(0, lo_open=True)}
 
     def __init__(self, cfg, rank=None, world=None):
         super().__init__(cfg, rank, world)
@@ -183,15 +191,6 @@ class SFDATask(Task):
     # ------------------------------------------------------------------ data and model
     def _check(self) -> None:
         d = self.cfg.da
-        for key in ("iterations", "classes_per_batch", "feature_batch_size", "source_epochs", "source_batch_size"):
-            if d[key] < 1 and not (key == "source_epochs" and d[key] == 0):
-                raise ConfigError(f"da.{key} must be at least 1, got {d[key]}")
-        if d.samples_per_class < 2:
-            raise ConfigError(f"da.samples_per_class must be at least 2 (a block MMD), got {d.samples_per_class}")
-        if not 0.0 <= d.threshold <= 1.0:
-            raise ConfigError(f"da.threshold is a cosine distance in [0, 1], got {d.threshold}")
-        if d.min_samples < 2:
-            raise ConfigError(f"da.min_samples must be at least 2 (a spread is estimated), got {d.min_samples}")
         if len(d.kernel_num) != len(d.kernel_mul) or not d.kernel_num:
             raise ConfigError(f"da.kernel_num and da.kernel_mul need one entry per layer (features, "
                               f"probabilities), got {d.kernel_num} and {d.kernel_mul}")
