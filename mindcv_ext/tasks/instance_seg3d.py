@@ -478,7 +478,7 @@ def _demo(out_dir: str, quick: bool) -> Dict[str, float]:
     cfg_path = os.path.join(here, "configs", "maskgroup", "maskgroup_rooms_cpu.yaml")
     sets = [f"train.output_dir={os.path.join(out_dir, 'maskgroup_rooms')}"]
     if quick:
-        sets += ["data.num_scenes=[8,3]", "train.epochs=4", "seg3d.prepare_epochs=2", "train.val_interval=4"]
+        sets += ["data.num_scenes=[24,6]", "train.epochs=12", "seg3d.prepare_epochs=7", "train.val_interval=12"]
     task = InstanceSeg3DTask(load_config(cfg_path if os.path.isfile(cfg_path) else None, sets, "instance_seg3d"))
     task.build()
     record = task.fit()

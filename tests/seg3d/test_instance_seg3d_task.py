@@ -1,5 +1,5 @@
 """The instance_seg3d task: training through the engine, exact resume, inference files, datasets,
-the demo's grouping table and (slow) the learned pipeline's AP50."""
+the demo's grouping table and the learned pipeline's AP50."""
 import os
 
 import numpy as np
@@ -90,3 +90,16 @@ def test_demo_table_hpg_beats_single_radius_under_offset_noise():
     t = grouping_table(num_scenes=6, noise=0.12, seed=0)
     assert t["oracle_ap50"] >= 0.9
     assert t["noisy_ap50_hpg"] - t["noisy_ap50_single_radius"] >= 0.15
+
+
+def test_demo_learned_pipeline_reaches_reported_ap50(tmp_path):
+    # The quick demo: the config's rooms shortened to 24 training scenes, 7 warm-up epochs without
+    # proposals, 12 in all (~2 min on 2 cores). Measured AP50 0.56 on the 6 validation rooms with
+    # seed 0 (the full config, 40 scenes and 30 epochs, reaches 0.89).
+    from mindcv_ext.tasks.demos import get_demo
+    out = get_demo("maskgroup")(str(tmp_path), True)
+    assert out["ap50"] >= 0.4
+    assert out["ap25"] >= out["ap50"] >= out["ap"]
+    assert out["noisy_ap50_hpg"] > out["noisy_ap50_single_radius"]
+    assert os.path.isfile(tmp_path / "maskgroup_val0_instances.png")
+    assert os.path.isfile(tmp_path / "maskgroup_val0_pred.ply")
