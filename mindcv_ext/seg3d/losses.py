@@ -87,7 +87,7 @@ class MaskGroupLoss(ms.nn.Cell):
     """
 
     def __init__(self, net, weights=(1.0, 1.0, 1.0, 1.0, 1.0)):
-        super().__init__()
+        super().__init__(auto_prefix=False)  # parameter names stay the model's (checkpoints load into it)
         if len(weights) != 5:
             raise ValueError(f"MaskGroupLoss needs 5 weights (sem, reg, dir, score, mask), got {weights}")
         self.net = net

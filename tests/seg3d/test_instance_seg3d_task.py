@@ -57,9 +57,12 @@ def test_resume_repeats_the_uninterrupted_run_exactly(runs):
 
 
 def test_infer_writes_png_and_ply(runs, tmp_path):
-    full = runs[0]
-    full.out_dir = str(tmp_path)
-    res = full.infer_files(["room:7", str(tmp_path / "missing.npz")])
+    cfg = load_config(CFG, TINY + [f"train.output_dir={tmp_path}"])
+    task = get_task("instance_seg3d")(cfg).load_for_inference(str(runs[4] / "full" / "last.ckpt"))
+    for name, value in _weights(runs[0].net).items():
+        np.testing.assert_array_equal(task.net.parameters_dict()[name].asnumpy(), value, err_msg=name)
+    task.out_dir = str(tmp_path)
+    res = task.infer_files(["room:7", str(tmp_path / "missing.npz")])
     assert "error" in res[1] and "missing.npz" in res[1]["error"]
     png, ply = res[0]["png"], res[0]["ply"]
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
