@@ -552,10 +552,11 @@ def _export_round_trip(net, tmp_path, size, onnx=True):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["vig_ti_224_gelu", "pvig_ti_224_gelu"])
-def test_export_round_trip(name, tmp_path):
+def test_export_round_trip(tmp_path):
+    # the pyramid model holds every op of the isotropic one (grapher, FFN, GELU) plus the
+    # down-sampling stems; the isotropic family's MindIR round trip is in the contract test
     ms.set_seed(15)
-    _export_round_trip(mindcv_ext.create_model(name, num_classes=10), tmp_path, 64)
+    _export_round_trip(mindcv_ext.create_model("pvig_ti_224_gelu", num_classes=10), tmp_path, 64)
 
 
 def test_export_round_trip_small_pyramid(tmp_path):
