@@ -85,3 +85,24 @@ def test_own_backbone_ghostnetv2():
     loss, grads = _grad_norms(net, ms.Tensor(_shapes_images(2, 64)), ms.Tensor(block_mask(2, (2, 2), 0.75)))
     assert np.isfinite(loss) and loss > 0
     assert grads["backbone.conv_stem.weight"] > 0 and grads["mask_token"] > 0
+
+
+def test_ghostnetv2_pretraining_checkpoint_fine_tunes(tmp_path):
+    """The backbone of a MIM checkpoint lands in a plain classifier (``pretrained_mode: backbone``)."""
+    from mindcv_ext.models.pretrain_surgery import adapt_pretrain_state
+    from mindcv_ext.utils.checkpoint import load_weights
+    ms.set_seed(3)
+    net = MIMModel(mindcv_ext.create_model("ghostnetv2_100", num_classes=0, kernels="composite"),
+                   stride=32, decoder_dim=64, decoder_depth=1)
+    path = str(tmp_path / "pretrain.ckpt")
+    ms.save_checkpoint(net, path)
+    ms.set_seed(4)
+    clf = mindcv_ext.create_model("ghostnetv2_100", num_classes=10, kernels="composite")
+    report = load_weights(clf, path, mode="backbone", adapt=adapt_pretrain_state)
+    src = {p.name: p.asnumpy() for p in net.get_parameters()}
+    own = clf.parameters_dict()
+    assert report["loaded"] and all(n.startswith(("decoder", "mask_token")) or n.startswith("backbone.")
+                                    for n in report["skipped"])
+    for name in report["loaded"]:
+        np.testing.assert_array_equal(own[name].asnumpy(), src["backbone." + name], err_msg=name)
+    assert set(report["not_in_checkpoint"]) <= {p.name for p in clf.get_parameters() if "classifier" in p.name}
