@@ -41,6 +41,16 @@ def _improves(value, best, mode: str) -> bool:
     return best is None or (value > best if mode == "max" else value < best)
 
 
+def show_step(task, bar, epoch: int, step: int, total: int, loss: float, rate: Optional[float] = None) -> None:
+    """Progress of one step: the bar's postfix, or a log line every ``train.log_interval`` steps."""
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", **({} if rate is None else {"samples_s": f"{rate:.1f}"}))
+    elif task.is_main and (step + 1) % task.cfg.train.log_interval == 0:
+        speed = "" if rate is None else f" {rate:.1f} samples/s"
+        print(f"epoch {epoch + 1} step {step + 1}/{total} loss {loss:.4f}{speed}", flush=True)
+
+
 def run_epoch(task, epoch: int) -> Dict[str, float]:
     """The default epoch: every batch of ``task.train_loader`` through ``task.train_step(*batch)``,
     with a progress bar (or a log line every ``train.log_interval`` steps) and the NaN guard."""
@@ -64,12 +74,7 @@ def run_epoch(task, epoch: int) -> Dict[str, float]:
                 task.ema.update()
             losses.append(loss)
             seen += batch[0].shape[0] * task.world
-            rate = seen / max(time.time() - start, 1e-9)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{rate:.1f}")
-            elif task.is_main and (i + 1) % cfg.train.log_interval == 0:
-                print(f"epoch {epoch + 1} step {i + 1}/{total} loss {loss:.4f} {rate:.1f} samples/s", flush=True)
+            show_step(task, bar, epoch, i, total, loss, seen / max(time.time() - start, 1e-9))
     finally:
         if bar is not None:
             bar.close()

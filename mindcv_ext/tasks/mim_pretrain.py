@@ -25,7 +25,7 @@ import mindspore as ms
 
 from ..config import Config, ConfigError
 from ..data.loader import Loader
-from ..engine.loop import TrainingDiverged, set_seed
+from ..engine.loop import TrainingDiverged, set_seed, show_step
 from ..engine.optim import create_optimizer, param_groups
 from ..engine.step import TrainStep, compiled
 from ..mim.masking import block_mask
@@ -196,11 +196,7 @@ class MIMPretrainTask(Task):
                                            "(lower mim.blr or set train.clip_grad, then --resume)")
                 losses.append(loss)
                 seen += images.shape[0] * self.world
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.4f}")
-                elif self.is_main and (i + 1) % cfg.train.log_interval == 0:
-                    print(f"epoch {epoch + 1} step {i + 1}/{total} loss {loss:.4f}", flush=True)
+                show_step(self, bar, epoch, i, total, loss)
         finally:
             if bar is not None:
                 bar.close()
