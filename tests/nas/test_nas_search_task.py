@@ -43,10 +43,11 @@ def test_search_writes_genotype_and_pictures(full_run):
     assert len(task.share_history) == 2
 
 
-@pytest.mark.xfail(reason="resumed alphas differ from the uninterrupted run (up to 7e-3); not yet found why", strict=False)
 def test_search_resumes_exactly(full_run, tmp_path):
     _, full = full_run
-    _task(str(tmp_path), 1, 0.3).fit()
+    first = _task(str(tmp_path), 2, 0.3)
+    first.cfg.train.epochs = 1  # stop after one epoch, as an interrupted run would (the schedule stays 2 epochs)
+    first.fit()
     again = _task(str(tmp_path), 2, 0.3)
     again.fit(resume="auto")
     np.testing.assert_array_equal(_alphas(again), _alphas(full))
