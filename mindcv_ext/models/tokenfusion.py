@@ -51,6 +51,9 @@ MODALITIES = ("rgb", "depth")
 PARALLEL_EPS = 1e-6        # official LayerNormParallel epsilon (every encoder norm)
 PREDICTOR_EPS = 1e-5       # torch nn.LayerNorm default inside PredictorLG
 HEAD_EMBED_DIM = {"mit_tiny": 64}  # WeTr uses 256 for every MiT variant; 64 for the CPU-sized MiT
+# Dropout2d(0.1) before the classifier in every official variant; off for the CPU-sized MiT, whose
+# short runs must resume bit-exactly (a dropout op's random stream does not survive a restart).
+HEAD_DROPOUT = {"mit_tiny": 0.0}
 DEFAULT_INPUT = {"tokenfusion_mit_tiny": 64}
 STATUS = "tested (exchange semantics, soft pruning gradient, counts, converters); no NYUDv2 run here"
 
@@ -248,7 +251,8 @@ class TokenFusionSeg(nn.Cell):
     """
 
     def __init__(self, variant: str, num_classes: int = 40, in_channels: int = 3, embed_dim: int = 256,
-                 depths=None, drop_path_rate: float = None, threshold: float = DEFAULT_THRESHOLD):
+                 depths=None, drop_path_rate: float = None, threshold: float = DEFAULT_THRESHOLD,
+                 head_dropout: float = 0.1):
         super().__init__()
         cfg = dict(MIT_CONFIGS[variant])
         if depths is not None:
@@ -257,7 +261,7 @@ class TokenFusionSeg(nn.Cell):
             cfg["drop_path_rate"] = drop_path_rate
         self.in_channels = in_channels
         self.encoder = TokenFusionMiT(in_channels=in_channels, threshold=threshold, **cfg)
-        self.decoder = SegFormerHead(self.encoder.embed_dims, embed_dim, num_classes)
+        self.decoder = SegFormerHead(self.encoder.embed_dims, embed_dim, num_classes, dropout=head_dropout)
         # Trained ensemble weights (the noah-research fix; see the module docstring).
         self.alpha = Parameter(Tensor(np.ones(2, np.float32)), name="alpha")
         self.score_layout = self.encoder.score_layout
@@ -293,6 +297,7 @@ def set_threshold(net: nn.Cell, threshold: float) -> int:
 
 def _tokenfusion(variant, num_classes, in_channels, kw):
     kw.setdefault("embed_dim", HEAD_EMBED_DIM.get(variant, 256))
+    kw.setdefault("head_dropout", HEAD_DROPOUT.get(variant, 0.1))
     return TokenFusionSeg(variant, num_classes=num_classes, in_channels=in_channels, **kw)
 
 
