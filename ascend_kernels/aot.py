@@ -5,6 +5,12 @@ named by a hash of the source and flags, so it is built once per source version.
 ``-O3 -march=native -fopenmp`` (POPCNT via ``__builtin_popcountll``) and falls back to a portable
 ``-O3`` build when a flag is not supported. :func:`call` runs a kernel on numpy arrays through the
 same calling convention MindSpore uses, outside the framework (tests of other builds, timing).
+
+Threads: each kernel's OpenMP team size is set through its ``AscendKernelsSetNumThreads`` entry
+(:func:`set_num_threads`, applied to every kernel loaded in this process and to those built later).
+The default, :func:`default_num_threads`, is the number of cores MindSpore's own CPU thread pool
+leaves free, at least 1: MindSpore runs its pool on every core by default, so the kernels then run
+single-threaded and do not compete with the framework's threads for the same cores.
 """
 import ctypes
 import hashlib
@@ -20,6 +26,7 @@ _BUILT = {}
 CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
 FLAG_SETS = (["-O3", "-march=native", "-fopenmp"], ["-O3", "-fopenmp"], ["-O3"])
 STATS = {"compiles": 0}
+_THREADS = {"n": None}  # None: default_num_threads()
 
 
 def cache_dir():
@@ -49,7 +56,7 @@ def build(name, flag_sets=None):
             tag = hashlib.sha1(code + " ".join([cxx, *flags]).encode()).hexdigest()[:16]
             out = os.path.join(cache_dir(), f"{name}_{tag}.so")
             if os.path.isfile(out):
-                _BUILT[key] = out
+                _BUILT[key] = _loaded(out)
                 return out
             tmp = out + f".tmp{os.getpid()}"
             cmd = [cxx, "-std=c++17", "-shared", "-fPIC", *flags, src, "-o", tmp]
@@ -57,13 +64,74 @@ def build(name, flag_sets=None):
             if res.returncode == 0:
                 os.replace(tmp, out)
                 STATS["compiles"] += 1
-                _BUILT[key] = out
+                _BUILT[key] = _loaded(out)
                 return out
             errors.append(" ".join(cmd) + "\n" + res.stderr[-2000:])
         raise RuntimeError("ascend_kernels: could not compile " + src + ":\n" + "\n".join(errors))
 
 
 _LIBS = {}
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def default_num_threads():
+    """Cores left free by MindSpore's CPU runtime pool (``runtime_num_threads``), at least 1."""
+    cores = _cores()
+    try:
+        import mindspore as ms
+        used = ms.get_context("runtime_num_threads")
+    except Exception:  # pragma: no cover - mindspore missing or option unknown
+        used = None
+    if not used or used <= 0:
+        used = cores
+    return max(1, cores - int(used))
+
+
+def num_threads():
+    """The OpenMP team size the AOT kernels use in this process."""
+    return _THREADS["n"] if _THREADS["n"] is not None else default_num_threads()
+
+
+def set_num_threads(n=None):
+    """Set the AOT kernels' OpenMP team size (``None``: back to :func:`default_num_threads`).
+
+    Applies to every kernel already loaded and to kernels built later in this process; MindSpore
+    loads the same shared objects, so the setting reaches its launches too."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"ascend_kernels: kernel threads must be an integer >= 1 or None, got {n!r}")
+    _THREADS["n"] = n
+    value = num_threads()
+    for path in set(_BUILT.values()):
+        _apply_threads(path, value)
+    return value
+
+
+def _apply_threads(so_path, n):
+    lib = _LIBS.get(so_path) or ctypes.CDLL(so_path)
+    _LIBS[so_path] = lib
+    fn = getattr(lib, "AscendKernelsSetNumThreads", None)
+    if fn is not None:
+        fn.restype = ctypes.c_int
+        fn(ctypes.c_int(n))
+
+
+def _loaded(so_path):
+    """Load ``so_path`` in this process (MindSpore's dlopen shares it) and set its team size."""
+    _apply_threads(so_path, num_threads())
+    return so_path
+
+
+def last_team_size(so_path):
+    """OpenMP team size of the last parallel region a kernel in ``so_path`` ran (0: none yet)."""
+    fn = getattr(_LIBS.get(so_path) or ctypes.CDLL(so_path), "AscendKernelsLastTeamSize")
+    fn.restype = ctypes.c_int
+    return fn()
 
 
 def _symbol(so_path, symbol):

@@ -26,6 +26,28 @@
 #include <immintrin.h>
 #endif
 
+// Team size of the OpenMP region, set once from Python (ascend_kernels.aot.set_num_threads):
+// 0 = OpenMP's default. The caller sizes it to the cores MindSpore's own pool leaves free, so the
+// kernel's workers do not compete with the framework's threads. Last team size kept for checks.
+static int g_num_threads = 1;
+static int g_last_team = 0;
+extern "C" int AscendKernelsSetNumThreads(int n) { g_num_threads = n < 0 ? 0 : n; return g_num_threads; }
+extern "C" int AscendKernelsLastTeamSize() { return g_last_team; }
+static inline int team_size() {
+#ifdef _OPENMP
+  return g_num_threads > 0 ? g_num_threads : omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+static inline void record_team() {
+#ifdef _OPENMP
+  if (omp_get_thread_num() == 0) g_last_team = omp_get_num_threads();
+#else
+  g_last_team = 1;
+#endif
+}
+
 static inline int popc64(uint64_t v) {
 #if defined(__GNUC__) || defined(__clang__)
   return __builtin_popcountll(v);
@@ -202,8 +224,10 @@ extern "C" int BinaryConvPacked(int nparam, void **params, int *ndims, int64_t *
   std::memset(apack, 0, static_cast<size_t>(N * P * NW) * sizeof(uint64_t));  // scalar packing ORs bits in
 #endif
 
-#pragma omp parallel
+  const int nt = team_size();
+#pragma omp parallel num_threads(nt) if (nt > 1)
   {
+    record_team();
     // weights: transposed words, per-tap popcounts and sums, output coefficients
 #pragma omp for schedule(static) nowait
     for (int64_t o = 0; o < O; ++o) {

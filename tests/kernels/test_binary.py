@@ -75,6 +75,30 @@ def test_portable_build_matches_native_build():
 
 
 @needs_aot
+def test_kernel_team_size_follows_setter():
+    # the OpenMP team of the AOT kernels is the size set from Python, not OpenMP's default
+    import ascend_kernels
+    from ascend_kernels import aot
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 64, 6, 6)).astype(np.float32)
+    m = PackedBinaryConv2d(rng.standard_normal((8, 64, 3, 3)).astype(np.float32), padding=1, backend="custom")
+    inputs = [x] + [t.asnumpy() for t in (m.wpack, m.wsum, m.cfg, m.act, m.wsc)]
+    so = aot.build("binconv")
+    try:
+        ref = aot.call(so, "BinaryConvPacked", inputs, (2, 8, 6, 6))
+        assert ascend_kernels.kernel_threads() == aot.default_num_threads() >= 1
+        for n in (2, 1):
+            assert ascend_kernels.set_kernel_threads(n) == n
+            out = aot.call(so, "BinaryConvPacked", inputs, (2, 8, 6, 6))
+            np.testing.assert_array_equal(out, ref)
+            assert aot.last_team_size(so) == n
+        with pytest.raises(ValueError, match="kernel threads"):
+            ascend_kernels.set_kernel_threads(0)
+    finally:
+        ascend_kernels.set_kernel_threads(None)
+
+
+@needs_aot
 @pytest.mark.parametrize("mode", ["xnor", "adabin"])
 def test_packed_scale_offset(mode):
     rng = np.random.default_rng(2)
