@@ -43,10 +43,11 @@ def test_search_writes_genotype_and_pictures(full_run):
     assert len(task.share_history) == 2
 
 
-@pytest.mark.xfail(reason="resumed alphas differ from the uninterrupted run (up to 7e-3); not yet found why", strict=False)
 def test_search_resumes_exactly(full_run, tmp_path):
     _, full = full_run
-    _task(str(tmp_path), 1, 0.3).fit()
+    part = _task(str(tmp_path), 2, 0.3)
+    part.cfg.train.epochs = 1  # stop after the first epoch, as an interrupted run would
+    part.fit()
     again = _task(str(tmp_path), 2, 0.3)
     again.fit(resume="auto")
     np.testing.assert_array_equal(_alphas(again), _alphas(full))
@@ -54,3 +55,5 @@ def test_search_resumes_exactly(full_run, tmp_path):
     for p in again.net.get_parameters():
         np.testing.assert_array_equal(p.asnumpy(), w_full[p.name], err_msg=p.name)
     assert len(again.share_history) == 2
+    # the alphas keep moving in every epoch (an adjust that detached them from Adam froze them)
+    assert [r["share_normal"] for r in full.history][0] != full.history[1]["share_normal"]
