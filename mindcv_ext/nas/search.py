@@ -22,7 +22,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 import mindspore as ms
-from mindspore import nn
+from mindspore import nn, ops
 
 from .space import MaskSampler, adjust_alphas, edge_kept_ratios
 from .supernet import SearchNetwork
@@ -141,7 +141,9 @@ class SearchStep:
 
         for p, a_mask, ratio in zip(self.a_params, masks, ratios):
             if not a_mask.all():
-                p.set_data(ms.Tensor(adjust_alphas(p.asnumpy(), a_mask, ratio).astype(np.float32)))
+                # in place: ``set_data`` with a new tensor detaches the parameter from the buffer the
+                # Adam kernel updates in PyNative, which froze the alphas after the first adjust
+                ops.assign(p, ms.Tensor(adjust_alphas(p.asnumpy(), a_mask, ratio).astype(np.float32)))
         ce, decay = float(ce.asnumpy()), float(decay.asnumpy())
         self.last = {"ce": ce, "decay": decay, "logits": logits, "masks": self.masks,
                      "weights_decayed": int(sum(w_used))}

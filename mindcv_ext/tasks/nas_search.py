@@ -82,12 +82,14 @@ class NASSearchTask(Task):
                                  alpha_betas=(n.alpha_beta1, n.alpha_beta2), alpha_weight_decay=n.alpha_weight_decay,
                                  warmup_epochs=n.warmup_epochs, seed=cfg.train.seed)
         self.optimizers = {"optim": self.search.w_opt, "arch_optim": self.search.a_opt}
-        self.total_epochs = cfg.train.epochs  # the schedule's length, fixed when the run is built
+        # the cosine horizon is fixed when the run is built: a run stopped early (or killed) and resumed
+        # with the same config follows the same schedule as one that never stopped
+        self.schedule_epochs = cfg.train.epochs
         self.share_history = []
         return self
 
     def lr_at(self, epoch: int) -> float:
-        return search_lr(epoch, self.total_epochs, self.cfg.optim.lr, self.cfg.nas.lr_min)
+        return search_lr(epoch, self.schedule_epochs, self.cfg.optim.lr, self.cfg.nas.lr_min)
 
     def describe(self) -> str:
         n = self.cfg.nas
@@ -112,7 +114,7 @@ class NASSearchTask(Task):
 
     def train_epoch(self, epoch: int) -> Dict[str, float]:
         from ..engine.loop import run_epoch
-        self.search.set_epoch(epoch, self.total_epochs)
+        self.search.set_epoch(epoch, self.schedule_epochs)
         self.search.sampler.rng.seed(self.cfg.train.seed * 1000 + epoch)
         record = run_epoch(self, epoch)
         a_n, a_r = self.net.alpha_values()
