@@ -91,7 +91,7 @@ class SearchStep:
         self.in_warmup = epoch < self.warmup_epochs
         self.sampler.enabled = not self.in_warmup
         lr = search_lr(epoch, epochs, self.w_lr, self.w_lr_min)
-        self.w_opt.learning_rate.set_data(ms.Tensor(lr, ms.float32))
+        ops.assign(self.w_opt.learning_rate, ms.Tensor(lr, ms.float32))  # in place (see the alpha adjust)
         return lr
 
     # losses ---------------------------------------------------------------------------------------
