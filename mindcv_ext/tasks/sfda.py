@@ -35,7 +35,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
-from .. import da
+import mindcv_ext.da as da
 from ..config import ConfigError, _between
 from ..data.registry import DatasetError
 from ..engine.loss import create_loss
