@@ -13,6 +13,7 @@ leaves free, at least 1: MindSpore runs its pool on every core by default, so th
 single-threaded and do not compete with the framework's threads for the same cores.
 """
 import ctypes
+import glob
 import hashlib
 import os
 import shutil
@@ -48,6 +49,9 @@ def build(name, flag_sets=None):
         src = os.path.join(CSRC, name + ".cc")
         with open(src, "rb") as f:
             code = f.read()
+        for header in sorted(glob.glob(os.path.join(CSRC, "*.h"))):  # a header change rebuilds too
+            with open(header, "rb") as f:
+                code += f.read()
         cxx = os.environ.get("CXX", "g++")
         if shutil.which(cxx) is None:
             raise RuntimeError(f"ascend_kernels: C++ compiler {cxx!r} not found; use the composite backend")
