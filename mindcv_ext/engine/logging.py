@@ -2,11 +2,27 @@
 import csv
 import json
 import os
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 
 def _atomic_open(path: str):
     return open(path + ".tmp", "w", newline="", encoding="utf-8")
+
+
+def atomic_json(obj, path: str) -> None:
+    """``json.dump`` to a temporary file, then rename: readers never see half a file."""
+    with _atomic_open(path) as fh:
+        json.dump(obj, fh, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def atomic_picture(draw: Callable[..., None], path: str, *args) -> None:
+    """``draw(*args, tmp_path)`` writes a picture, which is then renamed to ``path`` (same suffix, so
+    the drawing library picks the format from it)."""
+    root, ext = os.path.splitext(path)
+    tmp = root + ".tmp" + ext
+    draw(*args, tmp)
+    os.replace(tmp, path)
 
 
 def write_logs(out_dir: str, history: List[Dict]) -> None:
@@ -21,12 +37,8 @@ def write_logs(out_dir: str, history: List[Dict]) -> None:
         writer.writeheader()
         writer.writerows(history)
     os.replace(csv_path + ".tmp", csv_path)
-    with _atomic_open(json_path) as fh:
-        json.dump(history, fh, indent=1)
-    os.replace(json_path + ".tmp", json_path)
-    png = os.path.join(out_dir, "curves.png")
-    plot_curves(history, png + ".tmp.png")
-    os.replace(png + ".tmp.png", png)
+    atomic_json(history, json_path)
+    atomic_picture(plot_curves, os.path.join(out_dir, "curves.png"), history)
 
 
 def plot_curves(history: List[Dict], path: str) -> None:

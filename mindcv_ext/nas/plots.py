@@ -6,7 +6,7 @@ import numpy as np
 
 from ..models.darts import Genotype
 
-__all__ = ["plot_genotype", "plot_alpha_shares"]
+__all__ = ["plot_genotype", "plot_alpha_shares", "plot_share_comparison"]
 
 
 def _pyplot():
@@ -71,6 +71,25 @@ def plot_alpha_shares(history: Sequence[Dict[str, float]], path: str) -> None:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("softmax share (mean over edges)")
     axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_share_comparison(histories: Dict[str, Sequence[Dict[str, float]]], path: str) -> None:
+    """Parametric softmax share (mean of the normal and reduction cells) over epochs, one line per
+    search (e.g. ``{"DropNAS": [...], "DARTS (r = 0)": [...]}``), against the uniform share."""
+    if not histories or not all(histories.values()):
+        raise ValueError("plot_share_comparison: empty history")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for label, history in histories.items():
+        share = np.array([(h["normal"] + h["reduce"]) / 2.0 for h in history])
+        ax.plot(np.arange(1, len(share) + 1), share, "o-", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("parametric softmax share")
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

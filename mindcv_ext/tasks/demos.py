@@ -13,6 +13,7 @@ BUILTIN = {
     "maskgroup": "mindcv_ext.tasks.instance_seg3d",
     "fastmim": "mindcv_ext.tasks.demo_fastmim",
     "sfda": "mindcv_ext.tasks.sfda",
+    "dropnas": "mindcv_ext.tasks.nas_search",
 }
 
 

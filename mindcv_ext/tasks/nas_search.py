@@ -18,26 +18,15 @@ import numpy as np
 import mindspore as ms
 
 from ..config import _between
+from ..engine.logging import atomic_json, atomic_picture
 from ..models.darts import genotype_to_dict
-from ..nas import SPACES, SearchNetwork, SearchStep, derive_genotype, plot_alpha_shares, plot_genotype, search_lr, shares
+from ..nas import (SPACES, SearchNetwork, SearchStep, derive_genotype, plot_alpha_shares, plot_genotype,
+                   plot_share_comparison, search_lr, shares)
 from ..utils.checkpoint import read_checkpoint, read_meta
 from .base import Task
 from .registry import register_task
 
 NoneType = type(None)
-
-
-def _atomic_json(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
-
-
-def _atomic_png(fn, arg, path: str) -> None:
-    tmp = path[:-4] + ".tmp.png"
-    fn(arg, tmp)
-    os.replace(tmp, path)
 
 
 @register_task
@@ -124,9 +113,9 @@ class NASSearchTask(Task):
                       param_share=(s["normal"] + s["reduce"]) / 2.0)
         if self.is_main:
             g = self.genotype()
-            _atomic_json(genotype_to_dict(g), os.path.join(self.out_dir, "genotype.json"))
-            _atomic_png(plot_genotype, g, os.path.join(self.out_dir, "genotype.png"))
-            _atomic_png(plot_alpha_shares, self.share_history, os.path.join(self.out_dir, "alpha_share.png"))
+            atomic_json(genotype_to_dict(g), os.path.join(self.out_dir, "genotype.json"))
+            atomic_picture(plot_genotype, os.path.join(self.out_dir, "genotype.png"), g)
+            atomic_picture(plot_alpha_shares, os.path.join(self.out_dir, "alpha_share.png"), self.share_history)
         return record
 
     def evaluate(self) -> Dict[str, float]:
@@ -140,7 +129,7 @@ class NASSearchTask(Task):
             correct += int((logits.asnumpy().argmax(-1) == y).sum())
             total += len(y)
         net.set_train(True)
-        return {"val_loss": loss / max(total, 1), "val_top1": 100.0 * correct / max(total, 1)}
+        return {"val_loss": loss / max(total, 1), "val_top1": correct / max(total, 1)}
 
     def run(self, resume: Optional[str] = None, as_json: bool = False) -> Dict:
         if self.net is None:
@@ -150,3 +139,49 @@ class NASSearchTask(Task):
         if as_json:
             print(json.dumps({k: v for k, v in record.items() if isinstance(v, (int, float, dict))}), flush=True)
         return record
+
+
+# ------------------------------------------------------------------------------------------- demo
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SEARCH_CONFIG = os.path.join(ROOT, "configs", "dropnas", "dropnas_search_digits.yaml")
+RETRAIN_CONFIG = os.path.join(ROOT, "configs", "dropnas", "dropnas_retrain_digits.yaml")
+QUICK = ["train.epochs=2", "train.max_steps_per_epoch=10"]
+
+
+def compare_searches(out_dir: str, overrides=()) -> Dict[str, "NASSearchTask"]:
+    """The same search (config, seed, data order, initial alphas) with DropNAS and with r = 0
+    (one-level DARTS); writes ``share_comparison.png``."""
+    from .registry import load_config
+    runs = {}
+    for key, rates in (("dropnas", []), ("darts", ["nas.r_p=0.0", "nas.r_np=0.0"])):
+        print(f"== search: {key}", flush=True)
+        cfg = load_config(SEARCH_CONFIG, list(overrides) + rates + [f"train.output_dir={os.path.join(out_dir, key)}"])
+        task = NASSearchTask(cfg).build()
+        task.fit()
+        runs[key] = task
+    atomic_picture(plot_share_comparison, os.path.join(out_dir, "share_comparison.png"),
+                   {"DropNAS": runs["dropnas"].share_history, "DARTS (r = 0)": runs["darts"].share_history})
+    return runs
+
+
+def _register_demo():
+    from .demos import register_demo
+
+    @register_demo("dropnas", "DropNAS vs one-level DARTS (r = 0) searched from the same seed on digits, the "
+                              "parametric alpha share of both, then a short retrain of the DropNAS genotype")
+    def dropnas_demo(out_dir: str, quick: bool = False) -> Dict:
+        from .demo_runs import train_config
+        runs = compare_searches(out_dir, QUICK if quick else ())
+        genotype = os.path.join(out_dir, "dropnas", "genotype.json")
+        print("== retrain the DropNAS genotype", flush=True)
+        retrain = train_config(RETRAIN_CONFIG, os.path.join(out_dir, "retrain"),
+                               [f"model.kwargs.genotype={genotype}"] + (["train.epochs=1"] if quick else []))
+        share = {k: t.history[-1]["param_share"] for k, t in runs.items()}
+        print(f"parametric alpha share after search: DropNAS {share['dropnas']:.4f}, DARTS {share['darts']:.4f}; "
+              f"picture: {os.path.join(out_dir, 'share_comparison.png')}", flush=True)
+        return {"param_share_dropnas": share["dropnas"], "param_share_darts": share["darts"],
+                "genotype": genotype_to_dict(runs["dropnas"].genotype()),
+                "retrain_top1": retrain.history[-1]["val_top1"]}
+
+
+_register_demo()
