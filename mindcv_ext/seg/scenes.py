@@ -1,22 +1,26 @@
 """Generated RGB-D scenes in which each modality alone is ambiguous (NumPy).
 
-A pinhole camera (focal length = image width, principal point at the centre, 1 m above the
-floor, looking horizontally) sees a floor, a back wall, flat posters on the wall and 3-6 objects
-standing on the floor: boxes (a flat front face), cylinders (vertical axis) and spheres. Classes:
+A pinhole camera (focal length = image width, principal point at the centre, 0.7-1.3 m above
+the floor (drawn per scene), looking horizontally) sees a floor, a back wall, flat posters on the
+wall and 3-6 objects standing on the floor: boxes (a flat front face), cylinders (vertical axis)
+and spheres, drawn with a z-buffer. Classes:
 
     0 floor, 1 wall, 2 poster, 3 box, 4 cylinder, 5 sphere
 
 Ambiguity by construction:
 * posters lie on the wall plane, so their depth equals the wall's: only colour separates them;
-* boxes, cylinders and posters draw their colours from one shared palette and box/cylinder
+* floor and wall share one albedo, and the camera height (hence the image row of the floor-wall
+  edge) varies per scene: only depth (a plane receding with the row vs a constant) separates them
+  reliably, RGB has just the image row as a prior;
+* boxes, cylinders, spheres and posters draw their colours from one shared palette and box/cylinder
   silhouettes are both upright rectangles; the illumination is a smooth random field that does
   not depend on the geometry, so RGB carries no shading cue: only depth (flat vs curved) separates
   a box from a cylinder.
   (Geometric Lambertian shading would leak the shape into RGB; it is left out on purpose.)
 
-Corruption: with probability ``corrupt_prob`` per scene and modality, 1-2 rectangles of depth are
-set to 0 (holes) and, independently, 1-2 rectangles of RGB are over-exposed to white. The labels
-are untouched and the corrupted pixels are returned as masks.
+Corruption: with probability ``corrupt_prob`` per scene and modality, 1-3 rectangles (each side
+20-40 % of the image) of depth are set to 0 (holes) and, independently, 1-3 rectangles of RGB are
+over-exposed to white. The labels are untouched and the corrupted pixels are returned as masks.
 
 Outputs (``render_scenes``): ``rgb`` (N, 3, H, W) in [0, 1]; ``depth`` (N, 3, H, W) = metres / 10,
 replicated to 3 channels as the NYUDv2 reader does; ``mask`` (N, H, W) int32; ``rgb_corrupt`` and
@@ -28,13 +32,12 @@ import numpy as np
 
 CLASSES = ("floor", "wall", "poster", "box", "cylinder", "sphere")
 NUM_CLASSES = len(CLASSES)
-CAMERA_HEIGHT = 1.0
+CAMERA_HEIGHT = (0.7, 1.3)   # metres above the floor, uniform per scene
 DEPTH_SCALE = 10.0   # depth channel = metres / DEPTH_SCALE
 
-_FLOOR = np.array([0.55, 0.42, 0.28])
-_WALL = np.array([0.72, 0.72, 0.70])
-_SHARED = np.array([[0.85, 0.20, 0.20], [0.20, 0.35, 0.85], [0.20, 0.70, 0.30], [0.90, 0.75, 0.15]])
-_SPHERE = np.array([[0.60, 0.25, 0.75], [0.15, 0.75, 0.80]])
+_ROOM = np.array([0.62, 0.58, 0.52])   # floor and wall
+_SHARED = np.array([[0.85, 0.20, 0.20], [0.20, 0.35, 0.85], [0.20, 0.70, 0.30], [0.90, 0.75, 0.15],
+                    [0.60, 0.25, 0.75], [0.15, 0.75, 0.80]])
 
 
 class SceneConfigError(ValueError):
@@ -65,14 +68,15 @@ def _rect(rng, size, min_frac, max_frac):
 def render_scene(rng: np.random.Generator, size: int = 64) -> Dict[str, np.ndarray]:
     """One clean scene: ``albedo`` (H, W, 3), ``depth_m`` (H, W), ``mask`` (H, W)."""
     dx, dy = _rays(size)
+    cam_h = rng.uniform(*CAMERA_HEIGHT)
     wall_z = rng.uniform(4.5, 6.0)
     with np.errstate(divide="ignore"):
-        floor_z = np.where(dy > 0, CAMERA_HEIGHT / np.maximum(dy, 1e-9), np.inf)
+        floor_z = np.where(dy > 0, cam_h / np.maximum(dy, 1e-9), np.inf)
     is_floor = floor_z < wall_z
     depth = np.where(is_floor, floor_z, wall_z)
     label = np.where(is_floor, 0, 1).astype(np.int32)
     jitter = lambda c: np.clip(c + rng.uniform(-0.05, 0.05, 3), 0, 1)  # noqa: E731
-    albedo = np.where(is_floor[..., None], jitter(_FLOOR), jitter(_WALL))
+    albedo = np.broadcast_to(jitter(_ROOM), is_floor.shape + (3,)).copy()  # one colour for floor and wall
 
     # Posters: rectangles on the wall plane (same depth as the wall).
     wall_bottom = int(np.argmax(is_floor.any(axis=1)))  # first row that shows floor
@@ -91,12 +95,12 @@ def render_scene(rng: np.random.Generator, size: int = 64) -> Dict[str, np.ndarr
         kind = int(rng.integers(3, 6))
         zc = rng.uniform(2.0, wall_z - 0.8)
         xc = rng.uniform(-0.35, 0.35) * zc
-        colour = jitter(_SPHERE[rng.integers(len(_SPHERE))] if kind == 5 else _SHARED[rng.integers(len(_SHARED))])
+        colour = jitter(_SHARED[rng.integers(len(_SHARED))])
         if kind == 3:      # box: flat front face at zc
             half, height = rng.uniform(0.25, 0.45), rng.uniform(0.5, 1.1)
             z = np.full_like(dx, zc)
             x, y = dx * zc, dy * zc
-            hit = (np.abs(x - xc) <= half) & (y >= CAMERA_HEIGHT - height) & (y <= CAMERA_HEIGHT)
+            hit = (np.abs(x - xc) <= half) & (y >= cam_h - height) & (y <= cam_h)
         elif kind == 4:    # vertical cylinder of radius r centred at (xc, zc)
             r, height = rng.uniform(0.25, 0.45), rng.uniform(0.5, 1.1)
             a = dx ** 2 + 1.0
@@ -105,11 +109,11 @@ def render_scene(rng: np.random.Generator, size: int = 64) -> Dict[str, np.ndarr
             disc = b ** 2 - 4 * a * c
             t = (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a)
             y = dy * t
-            hit = (disc >= 0) & (y >= CAMERA_HEIGHT - height) & (y <= CAMERA_HEIGHT)
+            hit = (disc >= 0) & (y >= cam_h - height) & (y <= cam_h)
             z = t
         else:              # sphere resting on the floor
             r = rng.uniform(0.25, 0.45)
-            cy = CAMERA_HEIGHT - r
+            cy = cam_h - r
             a = dx ** 2 + dy ** 2 + 1.0
             b = -2.0 * (dx * xc + dy * cy + zc)
             c = xc ** 2 + cy ** 2 + zc ** 2 - r ** 2
@@ -150,12 +154,12 @@ def render_scenes(n: int, size: int = 64, seed: int = 0, corrupt_prob: float = 0
         img = img + rng.normal(0, rgb_noise, img.shape)
         d = scene["depth_m"] * (1 + rng.normal(0, depth_noise, scene["depth_m"].shape))
         if rng.random() < corrupt_prob:
-            for _ in range(int(rng.integers(1, 3))):
-                rs, cs = _rect(rng, size, 0.15, 0.35)
+            for _ in range(int(rng.integers(1, 4))):
+                rs, cs = _rect(rng, size, 0.2, 0.4)
                 rgb_bad[i, rs, cs] = True
         if rng.random() < corrupt_prob:
-            for _ in range(int(rng.integers(1, 3))):
-                rs, cs = _rect(rng, size, 0.15, 0.35)
+            for _ in range(int(rng.integers(1, 4))):
+                rs, cs = _rect(rng, size, 0.2, 0.4)
                 depth_bad[i, rs, cs] = True
         img[rgb_bad[i]] = 1.0 - np.abs(rng.normal(0, rgb_noise, (int(rgb_bad[i].sum()), 3)))
         d[depth_bad[i]] = 0.0

@@ -3,6 +3,7 @@ LayerNorms, official checkpoint and ImageNet MiT conversion, graph-mode exchange
 import numpy as np
 import pytest
 import mindspore as ms
+from mindspore import ops
 
 import mindcv_ext
 from mindcv_ext.convert import ConversionError, convert_state_dict
@@ -70,6 +71,25 @@ def test_attention_branch_prunes_then_exchanges():
     # tokens below: the other modality's pruned update at the same position
     np.testing.assert_array_equal(y0[~keep0], (a1 * s1[..., None])[~keep0])
     np.testing.assert_array_equal(y1[~keep1], (a0 * s0[..., None])[~keep1])
+
+
+def test_a_replaced_token_gets_no_task_gradient_on_its_score():
+    """Pruning then exchange: the score of a token below the threshold only multiplies an update
+    that is discarded (unless the other modality takes it), so no task gradient reaches it and the
+    L1 term alone pushes it further down; an exchanged token stays exchanged."""
+    rng = np.random.default_rng(4)
+    a0, a1, w0, w1 = (T(rng.normal(size=(1, 3, 4))) for _ in range(4))
+    s1 = T([[0.5, 0.5, 0.01]])           # depth token 2 takes the RGB update
+    ex = tf.TokenExchange(0.02)
+
+    def task_loss(s0):
+        y0, y1 = ex(a0 * ops.expand_dims(s0, -1), a1 * ops.expand_dims(s1, -1), s0, s1)
+        return (y0 * w0).sum() + (y1 * w1).sum()
+
+    g = ms.grad(task_loss)(T([[0.5, 0.01, 0.01]])).asnumpy()[0]
+    assert g[0] != 0          # kept: its own update is used
+    assert g[1] == 0          # replaced and not taken by depth: no task gradient
+    assert g[2] != 0          # replaced, but depth token 2 uses the RGB update
 
 
 def test_exchange_compiles_in_graph_mode():

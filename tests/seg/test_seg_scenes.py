@@ -38,6 +38,24 @@ def test_posters_only_differ_from_the_wall_in_colour(scenes):
             assert np.abs(rgb[(m == 2) & clean].mean(0) - rgb[(m == 1) & clean].mean(0)).max() > 0.1
 
 
+def test_floor_and_wall_only_differ_in_depth(scenes):
+    # one albedo for both (RGB differs only by the smooth illumination); in depth the floor recedes
+    # row by row while the wall is one constant plane; the floor-wall edge moves with the camera height
+    edges = set()
+    for i in range(12):
+        d, m = scenes["depth_m"][i], scenes["mask"][i]
+        rgb = scenes["rgb"][i].transpose(1, 2, 0)
+        clean = ~scenes["rgb_corrupt"][i]
+        rows = [r for r in range(64) if (m[r] == 0).sum() >= 2]
+        r0 = rows[0]  # first floor row: the wall is right above it; no colour edge between them
+        cols = (m[r0] == 0) & (m[r0 - 1] == 1) & clean[r0] & clean[r0 - 1]
+        if cols.sum() >= 4:
+            assert np.abs(rgb[r0, cols].mean(0) - rgb[r0 - 1, cols].mean(0)).max() < 0.05
+        assert np.ptp([d[r][m[r] == 0].mean() for r in rows]) > 1.0 and np.ptp(d[m == 1]) == 0
+        edges.add(rows[0])
+    assert len(edges) > 2
+
+
 def test_boxes_are_flat_and_cylinders_curved_in_depth(scenes):
     # along one image row, a box's depth is constant; a cylinder's depth varies (front-most at its axis)
     flat, curved = [], []

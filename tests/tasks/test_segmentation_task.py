@@ -11,8 +11,8 @@ from mindcv_ext.export import export_and_verify
 from mindcv_ext.tasks import get_task, load_config
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "tokenfusion", "tokenfusion_mit_tiny_scenes.yaml")
-SMALL = ["data.image_size=32", "data.n_train=16", "data.n_val=8", "data.batch_size=8", "train.progress=false",
-         "train.jit=false", "seg.warmup_iter=2", "seg.max_iter=20", "seg.lamda=1.0e-3"]
+SMALL = ["data.image_size=32", "data.n_train=4", "data.n_val=4", "data.batch_size=4", "train.progress=false",
+         "train.jit=false", "seg.warmup_iter=0", "seg.max_iter=20", "seg.lamda=1.0e-3"]
 
 
 def _task(out, epochs, extra=()):
