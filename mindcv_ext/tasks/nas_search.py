@@ -18,6 +18,7 @@ import numpy as np
 import mindspore as ms
 
 from ..config import _between
+from ..data.loader import Loader
 from ..engine.logging import atomic_json, atomic_picture
 from ..models.darts import genotype_to_dict
 from ..nas import (SPACES, SearchNetwork, SearchStep, derive_genotype, plot_alpha_shares, plot_genotype,
@@ -27,6 +28,7 @@ from .base import Task
 from .registry import register_task
 
 NoneType = type(None)
+EVAL_BATCH = 256
 
 
 @register_task
@@ -58,6 +60,13 @@ class NASSearchTask(Task):
         n, m = self.cfg.nas, self.cfg.model
         return SearchNetwork(m.num_classes, m.in_channels, n.channels, n.layers, n.nodes, space=n.space,
                              seed=self.cfg.train.seed)
+
+    def build_loaders(self) -> None:
+        super().build_loaders()
+        # the supernet runs op by op (PyNative): validate in a few large batches, not many small ones
+        val_cfg = type(self.cfg.data)(self.cfg.data)
+        val_cfg["batch_size"] = max(self.cfg.data.batch_size, EVAL_BATCH)
+        self.val_loader = Loader(val_cfg, "val", self.cfg.train.seed)
 
     def build(self) -> "NASSearchTask":
         from ..engine.loop import set_seed
@@ -145,7 +154,8 @@ class NASSearchTask(Task):
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEARCH_CONFIG = os.path.join(ROOT, "configs", "dropnas", "dropnas_search_digits.yaml")
 RETRAIN_CONFIG = os.path.join(ROOT, "configs", "dropnas", "dropnas_retrain_digits.yaml")
-QUICK = ["train.epochs=2", "train.max_steps_per_epoch=10"]
+QUICK_SEARCH = ["train.epochs=2", "train.max_steps_per_epoch=10"]
+QUICK_RETRAIN = ["train.epochs=1", "train.max_steps_per_epoch=20"]
 
 
 def compare_searches(out_dir: str, overrides=()) -> Dict[str, "NASSearchTask"]:
@@ -171,11 +181,11 @@ def _register_demo():
                               "parametric alpha share of both, then a short retrain of the DropNAS genotype")
     def dropnas_demo(out_dir: str, quick: bool = False) -> Dict:
         from .demo_runs import train_config
-        runs = compare_searches(out_dir, QUICK if quick else ())
+        runs = compare_searches(out_dir, QUICK_SEARCH if quick else ())
         genotype = os.path.join(out_dir, "dropnas", "genotype.json")
         print("== retrain the DropNAS genotype", flush=True)
         retrain = train_config(RETRAIN_CONFIG, os.path.join(out_dir, "retrain"),
-                               [f"model.kwargs.genotype={genotype}"] + (["train.epochs=1"] if quick else []))
+                               [f"model.kwargs.genotype={genotype}"] + (QUICK_RETRAIN if quick else []))
         share = {k: t.history[-1]["param_share"] for k, t in runs.items()}
         print(f"parametric alpha share after search: DropNAS {share['dropnas']:.4f}, DARTS {share['darts']:.4f}; "
               f"picture: {os.path.join(out_dir, 'share_comparison.png')}", flush=True)
