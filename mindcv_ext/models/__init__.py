@@ -7,7 +7,7 @@ from .registry import (Family, ModelArgumentError, UnknownModelError, create_mod
 # One module per family; each registers its builders on import. A family that fails to import
 # (for instance a missing optional dependency) must not hide the others, so errors surface on use.
 _FAMILIES = ["resnet", "ghostnetv2", "vig", "snnmlp", "adder_resnet", "adabin", "shot", "maskgroup", "vit", "swin",
-             "darts", "segformer", "tokenfusion"]
+             "darts", "segformer", "tokenfusion", "tokenfusion_gen"]
 for _fam in _FAMILIES:
     try:
         importlib.import_module(f"{__name__}.{_fam}")

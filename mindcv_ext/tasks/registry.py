@@ -19,6 +19,7 @@ BUILTIN = {
     "mim_pretrain": "mindcv_ext.tasks.mim_pretrain",
     "nas_search": "mindcv_ext.tasks.nas_search",
     "sfda": "mindcv_ext.tasks.sfda",
+    "translation": "mindcv_ext.tasks.translation",
 }
 
 

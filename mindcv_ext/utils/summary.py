@@ -45,6 +45,14 @@ def _counted_cells(net: nn.Cell):
     return chosen
 
 
+def _image_inputs(net: nn.Cell) -> int:
+    """How many required positional inputs ``net.construct`` takes (at least 1)."""
+    import inspect
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = inspect.signature(net.construct).parameters.values()
+    return max(1, sum(1 for p in params if p.kind in kinds and p.default is inspect.Parameter.empty))
+
+
 def layer_table(net: nn.Cell, input_shape: Sequence[int]) -> List[Dict]:
     """Run one forward pass and return one row per counted layer call."""
     if len(input_shape) != 4:
@@ -62,7 +70,8 @@ def layer_table(net: nn.Cell, input_shape: Sequence[int]) -> List[Dict]:
             handles.append(cell.register_forward_hook(hook))
         was_training = net.training
         net.set_train(False)
-        net(ms.Tensor(np.zeros(tuple(input_shape), np.float32)))
+        x = ms.Tensor(np.zeros(tuple(input_shape), np.float32))
+        net(*([x] * _image_inputs(net)))   # multi-input models (TokenFusion): the same zeros for each
         net.set_train(was_training)
     finally:
         for handle in handles:

@@ -77,7 +77,7 @@ def test_family_hooks_are_declared_objects():
 
 EXPORTED = ["resnet20", "ghostnet_100", "vig_ti_224_gelu", "snnmlp_t", "adder_resnet20", "adabin_resnet20",
             "maskgroup_tiny", "shot_mlp", "vit_pico_patch8_56", "swin_tiny_patch4_window7_224", "darts_v2",
-            "segformer_mit_tiny", "tokenfusion_mit_tiny"]  # smallest per family
+            "segformer_mit_tiny", "tokenfusion_mit_tiny", "tokenfusion_gen_tiny"]  # smallest per family
 
 
 @pytest.mark.parametrize("name", EXPORTED)
