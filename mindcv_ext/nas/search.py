@@ -36,9 +36,9 @@ def synchronous_launch() -> None:
     """Run PyNative ops synchronously on the CPU (``mindspore.runtime.launch_blocking``; process-wide,
     one way). The search step is hundreds of small ops whose backward graph is rebuilt every step
     (the masks change it); with asynchronous dispatch each op is handed between MindSpore's runtime
-    threads, and on a small, busy CPU those hand-offs cost more than the ops: a 3-cell supernet step
-    took ~9 s asynchronously and ~1 s synchronously on the loaded 2-core machine, same results bit
-    for bit. Compiled (``ms.jit``) steps are not affected measurably."""
+    threads, and on a small CPU those hand-offs cost more than the ops: a 3-cell supernet step took
+    2.6 s asynchronously and 0.8 s synchronously on an idle 2-core machine (~9 s and ~1 s under load),
+    same results bit for bit. Compiled (``ms.jit``) steps are not affected measurably."""
     global _SYNCHRONOUS
     if not _SYNCHRONOUS and ms.get_context("device_target") == "CPU":
         ms.runtime.launch_blocking()
