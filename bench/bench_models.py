@@ -56,7 +56,10 @@ def worker(name, batch, repeat, compare_threads):
     ms.set_context(mode=ms.GRAPH_MODE)
     size = default_cfg(name)["input_size"]
     x = ms.Tensor(np.random.default_rng(0).standard_normal((batch, *size)).astype(np.float32))
-    nets = {"custom": _build(name, "custom"), "composite": _build(name, "composite")}
+    from mindcv_ext.models.registry import family_hooks
+    has_custom = bool(family_hooks(name).kernels)  # pvig: stock ops only, timed as composite alone
+    nets = {"custom": _build(name, "custom")} if has_custom else {}
+    nets["composite"] = _build(name, "composite")
     if name == "adabin_resnet18":
         nets["float"] = _build("resnet18", "auto")
     default_threads = ascend_kernels.kernel_threads()
@@ -69,7 +72,7 @@ def worker(name, batch, repeat, compare_threads):
         if key.startswith("custom_t"):
             ascend_kernels.set_kernel_threads(None)
 
-    keys = list(nets) + ([f"custom_t{compare_threads}"] if compare_threads else [])
+    keys = list(nets) + ([f"custom_t{compare_threads}"] if compare_threads and has_custom else [])
     for k in keys:  # compile + warm up
         call(k)
         call(k)
@@ -80,13 +83,13 @@ def worker(name, batch, repeat, compare_threads):
             call(k)
             best[k] = min(best[k], time.perf_counter() - t)
     row = {"model": name, "batch": batch, "input": list(size), "kernel_threads": default_threads,
-           "auto": _auto_choice(name)}
+           "auto": _auto_choice(name) if has_custom else "composite"}
     for k in keys:
         row[f"{k}_img_s"] = round(batch / best[k], 2)
-    row["ratio"] = round(best["composite"] / best["custom"], 3)
+    row["ratio"] = round(best["composite"] / best["custom"], 3) if has_custom else None
     if "float" in nets:
         row["packed_vs_float"] = round(best["float"] / best["custom"], 3)
-    if compare_threads:
+    if compare_threads and has_custom:
         row[f"custom_vs_custom_t{compare_threads}"] = round(best[f"custom_t{compare_threads}"] / best["custom"], 3)
     row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return row
