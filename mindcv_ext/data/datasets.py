@@ -7,7 +7,7 @@ Each source holds (or lazily reads) ``HWC uint8 RGB`` images and integer labels 
 import glob
 import os
 import sys
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -38,6 +38,23 @@ class ArraySource:
     def subset(self, indices: Sequence[int]) -> "ArraySource":
         idx = np.asarray(indices)
         return ArraySource(self.images[idx], self.labels[idx], self.num_classes, self.classes)
+
+
+class ColumnSource:
+    """Generated arrays served as column tuples: sample ``i`` is ``(arrays[c][i] for c in columns)``;
+    ``arrays`` keeps every array (e.g. corruption masks that no column carries)."""
+
+    def __init__(self, arrays: Dict[str, np.ndarray], columns: Sequence[str], num_classes: Optional[int] = None):
+        lengths = {len(arrays[c]) for c in columns}
+        if len(lengths) != 1:
+            raise DatasetError(f"columns {tuple(columns)} have different lengths {sorted(lengths)}")
+        self.arrays, self.columns, self.num_classes = arrays, tuple(columns), num_classes
+
+    def __len__(self):
+        return len(self.arrays[self.columns[0]])
+
+    def __getitem__(self, i):
+        return tuple(self.arrays[c][i] for c in self.columns)
 
 
 class FileListSource:

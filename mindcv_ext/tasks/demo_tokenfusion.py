@@ -35,7 +35,7 @@ VARIANTS = (("rgb", ["seg.inputs=rgb"]), ("depth", ["seg.inputs=depth"]),
 
 def _aurocs(task, ev) -> Dict[str, float]:
     """AUROC per modality of stage-1 scores against that modality's corruption mask."""
-    s = task.val_loader.source.scenes
+    s = task.val_loader.source.arrays
     grid = token_grids(s["mask"].shape[1], s["mask"].shape[2])[0]
     out = {}
     for i, (stage, _, modality) in enumerate(task.net.score_layout):
@@ -52,7 +52,7 @@ def _aurocs(task, ev) -> Dict[str, float]:
 
 def _score_picture(task, ev, path: str, n: int = 4) -> str:
     """Rows: scenes; columns: RGB, depth, labels, stage-1 RGB score, stage-1 depth score (white = 1)."""
-    s = task.val_loader.source.scenes
+    s = task.val_loader.source.arrays
     size = s["mask"].shape[1]
     maps = score_maps(ev["scores"], task.net.score_layout, token_grids(size, size))
     rows = []

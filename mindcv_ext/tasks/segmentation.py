@@ -31,6 +31,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn
 
+from ..data.datasets import ColumnSource
 from ..data.loader import Loader
 from ..data.registry import DatasetError, register_dataset
 from ..engine.loop import set_seed
@@ -84,32 +85,16 @@ def nyudv2_dataset(data_cfg, split, seed):
         raise DatasetError(str(err)) from err
 
 
-class SceneSource:
-    """Rendered RGB-D scenes as ``(rgb, depth, mask)`` samples; ``scenes`` keeps every array
-    (corruption masks included)."""
-
-    num_classes = scenes.NUM_CLASSES
-
-    def __init__(self, n: int, size: int, seed: int, corrupt_prob: float):
-        try:
-            self.scenes = scenes.render_scenes(n, size=size, seed=seed, corrupt_prob=corrupt_prob)
-        except scenes.SceneConfigError as err:
-            raise DatasetError(str(err)) from err
-
-    def __len__(self):
-        return len(self.scenes["mask"])
-
-    def __getitem__(self, i):
-        s = self.scenes
-        return s["rgb"][i], s["depth"][i], s["mask"][i]
-
-
 @register_dataset("rgbd_scenes", columns=("rgb", "depth", "mask"), image_transforms=False)
 def rgbd_scenes_dataset(data_cfg, split, seed):
     train = split == "train"
     # Disjoint draws: the validation scenes use another seed stream than the training ones.
-    return SceneSource(data_cfg.n_train if train else data_cfg.n_val, data_cfg.image_size,
-                       seed * 2 + (0 if train else 1), data_cfg.corrupt_prob)
+    try:
+        arrays = scenes.render_scenes(data_cfg.n_train if train else data_cfg.n_val, size=data_cfg.image_size,
+                                      seed=seed * 2 + (0 if train else 1), corrupt_prob=data_cfg.corrupt_prob)
+    except scenes.SceneConfigError as err:
+        raise DatasetError(str(err)) from err
+    return ColumnSource(arrays, ("rgb", "depth", "mask"), scenes.NUM_CLASSES)
 
 
 # ------------------------------------------------------------------------------------ cells
@@ -325,4 +310,4 @@ class SegmentationTask(Task):
         return results
 
 
-__all__ = ["SegmentationTask", "SceneSource", "InputRouting", "SegLoss", "SegPredict", "MODALITIES", "token_grids"]
+__all__ = ["SegmentationTask", "InputRouting", "SegLoss", "SegPredict", "MODALITIES", "token_grids"]

@@ -34,6 +34,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
+from ..data.datasets import ColumnSource
 from ..data.loader import Loader
 from ..data.registry import DatasetError, register_dataset
 from ..engine.loop import run_epoch, set_seed
@@ -71,29 +72,16 @@ DEPTH_MAX = 11.1
 
 
 # ------------------------------------------------------------------------------------ datasets
-class ViewSource:
-    """Generated views as ``(shade, texture, rgb)`` samples."""
-
-    def __init__(self, n: int, size: int, seed: int):
-        try:
-            self.views = views.render_views(n, size=size, seed=seed)
-        except views.ViewConfigError as err:
-            raise DatasetError(str(err)) from err
-
-    def __len__(self):
-        return len(self.views["rgb"])
-
-    def __getitem__(self, i):
-        v = self.views
-        return v["shade"][i], v["texture"][i], v["rgb"][i]
-
-
 @register_dataset("translation_views", columns=("shade", "texture", "rgb"), image_transforms=False)
 def translation_views_dataset(data_cfg, split, seed):
     train = split == "train"
     # Disjoint draws: the validation views use another seed stream than the training ones.
-    return ViewSource(data_cfg.n_train if train else data_cfg.n_val, data_cfg.image_size,
-                      seed * 2 + (0 if train else 1))
+    try:
+        arrays = views.render_views(data_cfg.n_train if train else data_cfg.n_val, size=data_cfg.image_size,
+                                    seed=seed * 2 + (0 if train else 1))
+    except views.ViewConfigError as err:
+        raise DatasetError(str(err)) from err
+    return ColumnSource(arrays, ("shade", "texture", "rgb"))
 
 
 def read_domain(path: str, domain: str) -> np.ndarray:
@@ -429,5 +417,5 @@ def _build_dis(model_cfg, name: str) -> nn.Cell:
     return create_model(name, in_channels=model_cfg.in_channels, **kwargs)
 
 
-__all__ = ["TranslationTask", "ViewSource", "TaskonomySource", "TranslationPair", "GenLoss", "DisLoss", "PairStep",
+__all__ = ["TranslationTask", "TaskonomySource", "TranslationPair", "GenLoss", "DisLoss", "PairStep",
            "TranslationPredict", "bce_logits", "read_domain"]

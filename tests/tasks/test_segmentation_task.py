@@ -75,7 +75,7 @@ def test_export_takes_two_inputs_and_verifies(trained, tmp_path):
 
 
 def test_infer_writes_coloured_png_from_an_rgb_depth_pair(trained, tmp_path):
-    src = trained.val_loader.source.scenes
+    src = trained.val_loader.source.arrays
     rgb = (src["rgb"][0].transpose(1, 2, 0) * 255).round().astype(np.uint8)
     depth_mm = (src["depth"][0, 0] * 10000).round().astype(np.uint16)  # channel = metres / 10
     cv2.imwrite(str(tmp_path / "scene_rgb.png"), rgb[..., ::-1])
