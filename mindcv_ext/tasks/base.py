@@ -38,6 +38,7 @@ class Task:
     choices: Dict[tuple, tuple] = {}
     ranges: Dict[tuple, tuple] = {}
     default_monitor = "val_loss:min"
+    export_inputs = 1   # how many arrays ``export_cell`` takes (random export inputs when no data)
 
     def __init__(self, cfg, rank: Optional[int] = None, world: Optional[int] = None):
         self.cfg = cfg
@@ -188,7 +189,7 @@ class Task:
     def example_inputs(self, batch: int = 4) -> Tuple[np.ndarray, ...]:
         """Inputs of ``export_cell`` for export and its verification: a batch of real validation
         samples where the config's dataset can be read, else random arrays of
-        ``export.input_shape`` (N, C, H, W)."""
+        ``export.input_shape`` (N, C, H, W), one per ``export_inputs``."""
         try:
             self.ensure_val_loader()
             first = next(iter(self.val_loader.epoch(0)))
@@ -199,7 +200,7 @@ class Task:
         shape = self.cfg.export.input_shape or [batch, self.cfg.model.in_channels, self.cfg.data.image_size,
                                                 self.cfg.data.image_size]
         rng = np.random.default_rng(0)
-        return (rng.standard_normal(tuple(shape)).astype(np.float32),)
+        return tuple(rng.standard_normal(tuple(shape)).astype(np.float32) for _ in range(self.export_inputs))
 
     def model_inputs(self, batch) -> tuple:
         """The columns of a batch that the exported Cell takes (all of them by default)."""

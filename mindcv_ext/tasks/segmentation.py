@@ -141,6 +141,7 @@ class SegPredict(nn.Cell):
 @register_task
 class SegmentationTask(Task):
     name = "segmentation"
+    export_inputs = 2
     sections = {"seg": SEG_KEYS}
     data_keys = DATA_KEYS
     choices = {("seg", "inputs"): ("rgb_depth", "rgb", "depth")}
@@ -245,19 +246,6 @@ class SegmentationTask(Task):
 
     def model_inputs(self, batch) -> tuple:
         return tuple(batch[:2])
-
-    def example_inputs(self, batch: int = 2):
-        try:
-            self.ensure_val_loader()
-            first = next(iter(self.val_loader.epoch(0)))
-            return tuple(np.asarray(t.asnumpy())[:batch] for t in first[:2])
-        except (ValueError, OSError, StopIteration) as err:
-            self.log(f"note: no validation data for export ({str(err).splitlines()[0] if str(err) else 'empty'}); "
-                     "random inputs used")
-        size = self.cfg.data.image_size
-        shape = self.cfg.export.input_shape or [batch, 3, size, size]
-        rng = np.random.default_rng(0)
-        return tuple(rng.standard_normal(tuple(shape)).astype(np.float32) for _ in range(2))
 
     def predict(self, inputs: Sequence[np.ndarray]):
         out = self.routed(*[ms.Tensor(np.asarray(x, np.float32)) for x in inputs[:2]])

@@ -251,6 +251,7 @@ BRANCHES = (MODALITIES[0], MODALITIES[1], "ensemble")
 @register_task
 class TranslationTask(Task):
     name = "translation"
+    export_inputs = 2
     sections = {"trans": TRANS_KEYS}
     data_keys = DATA_KEYS
     choices = {("trans", "inputs"): ("shade_texture", "shade", "texture")}
@@ -389,19 +390,6 @@ class TranslationTask(Task):
 
     def model_inputs(self, batch) -> tuple:
         return tuple(batch[:2])
-
-    def example_inputs(self, batch: int = 2):
-        try:
-            self.ensure_val_loader()
-            first = next(iter(self.val_loader.epoch(0)))
-            return tuple(np.asarray(t.asnumpy())[:batch] for t in first[:2])
-        except (ValueError, OSError, StopIteration) as err:
-            self.log(f"note: no validation data for export ({str(err).splitlines()[0] if str(err) else 'empty'}); "
-                     "random inputs used")
-        size = self.cfg.data.image_size
-        shape = self.cfg.export.input_shape or [batch, 3, size, size]
-        rng = np.random.default_rng(0)
-        return tuple(rng.uniform(-1, 1, tuple(shape)).astype(np.float32) for _ in range(2))
 
     def predict(self, inputs: Sequence[np.ndarray]):
         out = self.export_cell()(*[ms.Tensor(np.asarray(x, np.float32)) for x in inputs[:2]])
